@@ -179,7 +179,9 @@ class ProtocolError(AAuthError):
 
     def __init__(self, detail: str, *, code: str | None = None, status: int | None = None):
         if type(self) is ProtocolError:
-            raise TypeError("ProtocolError is abstract; raise LocalProtocolError or RemoteProtocolError")
+            raise TypeError(
+                "ProtocolError is abstract; raise LocalProtocolError or RemoteProtocolError"
+            )
         super().__init__(detail, code=code, status=status)
 
 

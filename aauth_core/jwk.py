@@ -46,9 +46,7 @@ class PublicJwk:
     _thumbprint: str = field(eq=False, repr=False, alias="_thumbprint", default="")
 
     @classmethod
-    def from_dict(
-        cls, data: object, *, allowed_algs: frozenset[Alg] = DEFAULT_ALGS
-    ) -> PublicJwk:
+    def from_dict(cls, data: object, *, allowed_algs: frozenset[Alg] = DEFAULT_ALGS) -> PublicJwk:
         """Validate a JWK object; raise ``InvalidKey`` or ``UnsupportedAlgorithm``.
 
         Order of checks (-11 §9.4.3): structure first (``kty`` and the members of its
@@ -151,8 +149,15 @@ class PublicJwk:
 
     def with_kid(self, kid: str | None) -> PublicJwk:
         return PublicJwk(
-            kty=self.kty, alg=self.alg, crv=self.crv, x=self.x, y=self.y, n=self.n, e=self.e,
-            kid=kid, use=self.use,
+            kty=self.kty,
+            alg=self.alg,
+            crv=self.crv,
+            x=self.x,
+            y=self.y,
+            n=self.n,
+            e=self.e,
+            kid=kid,
+            use=self.use,
         )
 
     @classmethod

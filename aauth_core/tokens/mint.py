@@ -1,0 +1,38 @@
+"""Minting AAuth tokens through a :class:`Signer` (software, PyNaCl or PKCS#11 alike)."""
+
+from __future__ import annotations
+
+import hmac
+
+from aauth_core.errors import TokenError
+from aauth_core.jwk import PublicJwk
+from aauth_core.jws import encode_compact
+from aauth_core.signer import Signer
+from aauth_core.tokens.claims import ResourceTokenClaims, TokenClaims
+
+__all__ = ["mint_token", "check_agent_jkt"]
+
+
+def mint_token(claims: TokenClaims, signer: Signer, *, allow_long_lifetime: bool = False) -> str:
+    """Sign ``claims`` as a compact JWS with ``typ`` = the claims' token type.
+
+    Lifetimes are capped at issuance: 1 h for person and auth tokens (MUST), 24 h for
+    agent tokens and 5 min for resource tokens (SHOULD; ``allow_long_lifetime`` lifts
+    only these two).
+    """
+    lifetime = claims.exp - claims.iat
+    must = claims.MAX_LIFETIME
+    if must is not None and lifetime > must:
+        raise ValueError(f"{claims.TYPE.value} lifetime {lifetime} s exceeds the {must} s MUST cap")
+    if not allow_long_lifetime and lifetime > claims.ISSUE_LIFETIME:
+        raise ValueError(
+            f"{claims.TYPE.value} lifetime {lifetime} s exceeds {claims.ISSUE_LIFETIME} s"
+        )
+    header = {"typ": claims.TYPE.value, "kid": signer.key_id}
+    return encode_compact(header, claims.to_payload(), signer)
+
+
+def check_agent_jkt(claims: ResourceTokenClaims, key: PublicJwk) -> None:
+    """A resource token's ``agent_jkt`` must be the thumbprint of the request-signing key."""
+    if not hmac.compare_digest(claims.agent_jkt, key.thumbprint()):
+        raise TokenError("agent_jkt does not match the request-signing key")
