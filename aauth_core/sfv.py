@@ -54,7 +54,7 @@ _TOKEN = re.compile(r"[A-Za-z*][!#$%&'*+\-.^_`|~:/0-9A-Za-z]*")
 _KEY = re.compile(r"[a-z*][a-z0-9_\-.*]*")
 # RFC 9651 §3.3.3: printable ASCII; '"' and '\' need a backslash.
 _STRING_CHARS = re.compile(r"[\x20-\x7e]*")
-_STRING_PLAIN = re.compile(r'[\x20\x21\x23-\x5b\x5d-\x7e]*')
+_STRING_PLAIN = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 
 
 def is_token(value: object) -> bool:
