@@ -11,6 +11,13 @@ from aauth_core.errors import MalformedInput
 __all__ = ["b64url_encode", "b64url_decode", "b64_encode", "b64_decode_lenient"]
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+#: Characters allowed last when the final group has 2 or 3 characters: the unused low
+#: bits must be zero, or two different strings would decode to the same bytes.
+_CANONICAL_LAST = {
+    2: frozenset(c for i, c in enumerate(_ALPHABET) if i % 16 == 0),
+    3: frozenset(c for i, c in enumerate(_ALPHABET) if i % 4 == 0),
+}
 _B64_ANY = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
 
 
@@ -21,15 +28,19 @@ def b64url_encode(data: bytes) -> str:
 
 def b64url_decode(text: str, *, what: str = "value") -> bytes:
     """Strict unpadded base64url: rejects padding, other alphabets and non-canonical tails."""
-    if not isinstance(text, str) or _B64URL.fullmatch(text) is None or len(text) % 4 == 1:
+    if not isinstance(text, str) or _B64URL.fullmatch(text) is None:
         raise MalformedInput(f"{what} is not unpadded base64url")
+    tail = len(text) % 4
+    if tail == 1:
+        raise MalformedInput(f"{what} is not unpadded base64url")
+    if tail and text[-1] not in _CANONICAL_LAST[tail]:
+        raise MalformedInput(f"{what} has non-canonical base64url trailing bits")
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return binascii.a2b_base64(
+            text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4), strict_mode=True
+        )
     except (binascii.Error, ValueError) as exc:  # pragma: no cover - guarded by the regex
         raise MalformedInput(f"{what} is not unpadded base64url") from exc
-    if b64url_encode(raw) != text:
-        raise MalformedInput(f"{what} has non-canonical base64url trailing bits")
-    return raw
 
 
 def b64_encode(data: bytes) -> str:

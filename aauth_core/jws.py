@@ -141,7 +141,7 @@ def header_alg(jws: UnverifiedJws) -> Alg:
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        value = _DECODER.decode(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise MalformedInput(f"{what} is not JSON") from exc
     if not isinstance(value, dict):
@@ -151,3 +151,7 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+# One decoder: json.loads with any keyword builds a new decoder on every call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 from cryptography.exceptions import InvalidSignature
@@ -52,15 +53,16 @@ def verify_signature(jwk: PublicJwk, data: bytes, signature: bytes) -> None:
 
 
 def _ed25519(public: bytes) -> Verifier:
-    key = nacl.signing.VerifyKey(public)
-    verify = key.verify
+    nacl.signing.VerifyKey(public)  # validates the point encoding once
+    open_signed = nacl.bindings.crypto_sign_open
+    bad = nacl.exceptions.BadSignatureError
 
     def check(data: bytes, signature: bytes) -> bool:
         if len(signature) != 64:
             return False
         try:
-            verify(data, signature)
-        except nacl.exceptions.BadSignatureError:
+            open_signed(signature + data, public)
+        except bad:
             return False
         return True
 

@@ -9,6 +9,7 @@ OIDC claims): verifiers ignore them, builders pass them through.
 from __future__ import annotations
 
 import enum
+import functools
 import hmac
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
@@ -468,10 +469,22 @@ def _numeric_date(p: Mapping[str, Any], name: str) -> int:
     return int(value)
 
 
+# Issuers and agents repeat across tokens; remember the ones that parsed (bounded, and
+# only successes: a bad value is parsed, and refused, every time).
+@functools.lru_cache(maxsize=1024)
+def _parse_server_id(value: str) -> str:
+    return str(ServerId.parse(value))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_agent_id(value: str) -> AgentId:
+    return AgentId.parse(value)
+
+
 def _server_id(p: Mapping[str, Any], name: str) -> str:
     value = _string(p, name)
     try:
-        return str(ServerId.parse(value))
+        return _parse_server_id(value)
     except InvalidIdentifier as exc:
         raise TokenError(f"claim {name!r} is not a server identifier: {exc.detail}") from exc
 
@@ -479,7 +492,7 @@ def _server_id(p: Mapping[str, Any], name: str) -> str:
 def _agent_id(p: Mapping[str, Any], name: str) -> AgentId:
     value = _string(p, name)
     try:
-        return AgentId.parse(value)
+        return _parse_agent_id(value)
     except InvalidIdentifier as exc:
         raise TokenError(f"claim {name!r} is not an agent identifier: {exc.detail}") from exc
 
