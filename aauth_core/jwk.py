@@ -30,7 +30,7 @@ _MAX_RSA_BITS = 8192
 _MAX_MEMBER_CHARS = 2048
 
 
-@frozen(kw_only=True)
+@frozen(kw_only=True, cache_hash=True)
 class PublicJwk:
     """A validated public JWK. Build it with :meth:`from_dict`; compare with :meth:`thumbprint`."""
 
@@ -54,6 +54,20 @@ class PublicJwk:
         """
         if not isinstance(data, Mapping):
             raise InvalidKey("JWK is not a JSON object")
+        memo_key = _memo_key(data, allowed_algs)
+        if memo_key is not None:
+            known = _MEMO.get(memo_key)
+            if known is not None:
+                return known
+        key = cls._validate(data, allowed_algs)
+        if memo_key is not None:
+            if len(_MEMO) >= _MEMO_MAX:
+                _MEMO.clear()
+            _MEMO[memo_key] = key
+        return key
+
+    @classmethod
+    def _validate(cls, data: Mapping[str, Any], allowed_algs: frozenset[Alg]) -> PublicJwk:
         kty = data.get("kty")
         if not isinstance(kty, str):
             raise InvalidKey("JWK has no kty")
@@ -166,6 +180,28 @@ class PublicJwk:
             {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(public_bytes), "alg": "Ed25519"}
             | ({"kid": kid} if kid else {})
         )
+
+
+# Public keys recur (an agent key in every token it holds, issuer keys in every JWKS), so
+# validated keys are remembered by their exact members: bounded, and only for plain
+# string-valued JWKs (anything else is validated every time).
+_MEMO: dict[tuple[frozenset[tuple[str, str]], frozenset[Alg]], PublicJwk] = {}
+_MEMO_MAX = 2048
+
+
+def _memo_key(
+    data: Mapping[str, Any], allowed_algs: frozenset[Alg]
+) -> tuple[frozenset[tuple[str, str]], frozenset[Alg]] | None:
+    if len(data) > 8:
+        return None
+    try:
+        items = frozenset(data.items())
+    except TypeError:  # an unhashable member value: not a plain JWK
+        return None
+    for _, value in items:
+        if type(value) is not str:
+            return None
+    return (items, allowed_algs)
 
 
 def thumbprint_of(members: Mapping[str, Any], hash_name: str = "sha256") -> str:

@@ -12,13 +12,14 @@ implementation that checks our tokens.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from attrs import field, frozen
 
 from aauth_core.algorithms import REJECTED_ALGS, Alg
-from aauth_core.b64 import b64url_decode, b64url_encode
+from aauth_core.b64 import b64url_decode_alphabet_checked, b64url_encode
 from aauth_core.errors import MalformedInput, TokenError
 from aauth_core.jwk import PublicJwk
 from aauth_core.signer import Signer
@@ -36,6 +37,7 @@ __all__ = [
 #: Longest compact JWS accepted (characters). AAuth tokens are well under 4 kB.
 MAX_TOKEN_CHARS = 16 * 1024
 _MAX_HEADER_CHARS = 2048
+_COMPACT = re.compile(r"[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
 
 
 def _json_bytes(value: Mapping[str, Any]) -> bytes:
@@ -91,16 +93,16 @@ def decode_compact(token: object, *, max_chars: int = MAX_TOKEN_CHARS) -> Unveri
         raise TokenError("token is not a string")
     if len(token) > max_chars:
         raise TokenError(f"token is longer than {max_chars} characters")
+    if _COMPACT.fullmatch(token) is None:
+        raise TokenError("token is not a compact JWS (three base64url parts)")
     parts = token.split(".")
-    if len(parts) != 3:
-        raise TokenError("token is not a compact JWS (three dot-separated parts)")
     head_b64, body_b64, sig_b64 = parts
     if len(head_b64) > _MAX_HEADER_CHARS:
         raise TokenError("JWS header is too long")
     try:
-        header = _json_object(b64url_decode(head_b64, what="JWS header"), "JWS header")
-        payload = _json_object(b64url_decode(body_b64, what="JWS payload"), "JWS payload")
-        signature = b64url_decode(sig_b64, what="JWS signature")
+        header = _json_object(_b64(head_b64, what="JWS header"), "JWS header")
+        payload = _json_object(_b64(body_b64, what="JWS payload"), "JWS payload")
+        signature = _b64(sig_b64, what="JWS signature")
     except MalformedInput as exc:
         raise TokenError(exc.detail) from exc
     crit = header.get("crit")
@@ -132,16 +134,24 @@ def verify_jws(jws: UnverifiedJws, key: PublicJwk) -> None:
 
 def header_alg(jws: UnverifiedJws) -> Alg:
     """The header ``alg`` as an :class:`Alg`, or ``TokenError`` for ``none``/``EdDSA``/…."""
-    alg = jws.alg
-    for member in Alg:
-        if member.value == alg:
-            return member
-    raise TokenError(REJECTED_ALGS.get(alg, f"JWS alg {alg[:20]!r} is not supported"))
+    alg = _BY_NAME.get(jws.alg)
+    if alg is not None:
+        return alg
+    name = jws.alg
+    raise TokenError(REJECTED_ALGS.get(name, f"JWS alg {name[:20]!r} is not supported"))
 
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        value = _DECODER.decode(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        # The C scanner directly: tokens are compact JSON objects, so skip the
+        # whitespace handling of JSONDecoder.decode unless the fast scan leaves a tail.
+        try:
+            value, end = _SCAN(text, 0)
+        except StopIteration:
+            end = -1
+        if end != len(text):
+            value = _DECODER.decode(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise MalformedInput(f"{what} is not JSON") from exc
     if not isinstance(value, dict):
@@ -153,5 +163,9 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+_BY_NAME = {a.value: a for a in Alg}
+_b64 = b64url_decode_alphabet_checked  # decode_compact matched the alphabet already
+
 # One decoder: json.loads with any keyword builds a new decoder on every call.
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_SCAN = _DECODER.scan_once

@@ -61,6 +61,7 @@ HEADER = "Signature-Key"
 # escapes possible inside the sf-string). Group 1 label, 2 jwt, 3 cache flag.
 _FAST_JWT = re.compile(r'([a-z*][a-z0-9_\-.*]*)=jwt; ?jwt="([A-Za-z0-9_\-.]+)"(; ?cache)?')
 _JWT_CHARS = re.compile(r"[A-Za-z0-9_\-.]+")
+_LABEL_RE = re.compile(r"[a-z*][a-z0-9_.*-]*")  # an RFC 9651 key
 _NEW = object.__new__
 _SET = object.__setattr__
 
@@ -366,7 +367,16 @@ def serialize_scheme(label: str, scheme: SignatureKeyScheme) -> str:
 
 
 def serialize_jwt_scheme(label: str, jwt: str, *, cache: bool = False) -> str:
-    """``sig=jwt;jwt="..."``: what an agent sends."""
+    """``sig=jwt;jwt="..."``: what an agent sends (on every request, so the plain case
+    is formatted directly once the label and the token's characters are checked)."""
+    if (
+        type(label) is str
+        and _LABEL_RE.fullmatch(label)
+        and type(jwt) is str
+        and jwt
+        and _JWT_CHARS.fullmatch(jwt)
+    ):
+        return f'{label}=jwt;jwt="{jwt}"{";cache" if cache is True else ""}'
     return serialize_scheme(label, JwtScheme(jwt=jwt, cache=cache))
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import base64
+import binascii
 import json
 import os
+import re
 import sys
 import time
 import uuid
@@ -81,18 +83,25 @@ def _signer(ref: str, args: argparse.Namespace) -> Signer:
     return open_signer(_key_ref(ref), passphrase=_passphrase(args))
 
 
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text") from None
+
+
 def _text_arg(value: str) -> str:
     """``@file`` reads a file, ``-`` reads stdin, anything else is the value itself."""
     if value == "-":
         return sys.stdin.read().strip()
     if value.startswith("@"):
-        return Path(value[1:]).read_text(encoding="utf-8").strip()
+        return _read_text(value[1:]).strip()
     return value
 
 
 def _read_json(path: str) -> Any:
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(_read_text(path))
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path} is not JSON ({exc.msg} at line {exc.lineno})") from None
 
@@ -101,11 +110,22 @@ def _now(args: argparse.Namespace) -> int:
     return int(args.now) if args.now is not None else int(time.time())
 
 
+# RFC 9110 §5.6.2 token (field names, methods); field values carry no CR, LF or NUL.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_BAD_VALUE = re.compile(r"[\x00\r\n]")
+
+
+def _method(value: str) -> str:
+    if not _TOKEN.fullmatch(value):
+        raise UsageError(f"method {value[:20]!r} is not an HTTP method token")
+    return value.upper()
+
+
 def _headers(values: Sequence[str]) -> list[tuple[str, str]]:
     pairs = []
     for value in values:
         name, sep, rest = value.partition(":")
-        if not sep or not name.strip():
+        if not sep or not _TOKEN.fullmatch(name.strip()) or _BAD_VALUE.search(rest):
             raise UsageError(f"header {value[:60]!r} is not 'Name: value'")
         pairs.append((name.strip(), rest.strip()))
     return pairs
@@ -143,7 +163,10 @@ def _request_from_json(data: Any) -> HttpRequest:
     except (TypeError, ValueError):
         raise UsageError("request headers are [[name, value], ...] or {name: value}") from None
     if "body_base64" in data:
-        body = base64.b64decode(str(data["body_base64"]))
+        try:
+            body = base64.b64decode(str(data["body_base64"]), validate=True)
+        except (binascii.Error, ValueError):
+            raise UsageError("the request's body_base64 is not base64") from None
     else:
         body = str(data.get("body", "")).encode("utf-8")
     method, url = data.get("method"), data.get("url")
@@ -285,6 +308,12 @@ def _claim_pairs(values: Sequence[str]) -> list[tuple[str, Any]]:
 def cmd_token_mint(args: argparse.Namespace) -> int:
     signer = _signer(args.key, args)
     claims = _claims(args, _now(args))
+    payload = claims.to_payload()
+    for name, value in _claim_pairs(args.claim):
+        if payload.get(name) != value:
+            raise UsageError(f"--claim {name} clashes with a claim the command sets")
+    # Refuse what no verifier would accept (e.g. a --ps or --aud that is not a URL).
+    type(claims).from_payload(payload)
     print(mint_token(claims, signer, allow_long_lifetime=args.allow_long_lifetime))
     return 0
 
@@ -304,8 +333,9 @@ def cmd_token_inspect(args: argparse.Namespace) -> int:
 def cmd_sign(args: argparse.Namespace) -> int:
     signer = _signer(args.key, args)
     token = _text_arg(args.token)
+    inspect_token(token)  # a compact JWS at least; the verifier checks the rest
     request = HttpRequest(
-        method=args.method.upper(),
+        method=_method(args.method),
         url=args.url,
         headers=_headers(args.header),
         body=_body(args.body),
@@ -360,11 +390,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if not args.method or not args.url:
             raise UsageError("give --request FILE, or --method and --url with -H/--body")
         request = HttpRequest(
-            method=args.method.upper(),
+            method=_method(args.method),
             url=args.url,
             headers=_headers(args.header),
             body=_body(args.body),
         )
+    if args.window < 0:
+        raise UsageError("--window is a number of seconds (0 or more)")
     audience = args.audience or _origin(request.url)
     verifier = RequestVerifier(
         keys=_resolver(args.jwks),
@@ -427,10 +459,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
 # --- parser --------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in the command's own one-line form (subcommand parsers inherit it)."""
+
+    def error(self, message: str) -> NoReturn:
+        _fail(f"{message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="aauth", description="AAuth keys, tokens and signed requests"
-    )
+    parser = _Parser(prog="aauth", description="AAuth keys, tokens and signed requests")
     parser.add_argument("-v", "--verbose", action="store_true", help="log key events on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -529,7 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fail(message: str) -> NoReturn:
-    print(f"aauth: error: {message}", file=sys.stderr)
+    # One line, whatever the message holds (file names and values may carry newlines).
+    line = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in message)
+    print(f"aauth: error: {line}", file=sys.stderr)
     raise SystemExit(2)
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks: throughput as ratios against the raw primitive measured in the same run."""
