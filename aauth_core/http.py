@@ -6,13 +6,21 @@ with ``", "`` as RFC 9110 §5.3 and RFC 9421 §2.1 say.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 from attrs import field, frozen
 
+from aauth_core.errors import MalformedInput
+
 __all__ = ["Headers", "HttpRequest", "HttpResponse"]
 
 HeaderInput = Mapping[str, str] | Iterable[tuple[str, str]]
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: RFC 9110 §5.5: no CR, LF or NUL in a field value (the header-injection characters).
+_BAD_VALUE = re.compile(r"[\r\n\x00]")
 
 
 def _to_pairs(value: HeaderInput | Headers) -> tuple[tuple[str, str], ...]:
@@ -23,8 +31,17 @@ def _to_pairs(value: HeaderInput | Headers) -> tuple[tuple[str, str], ...]:
     for name, val in items:
         if not isinstance(name, str) or not isinstance(val, str):
             raise TypeError("header names and values must be str")
+        if _TOKEN.fullmatch(name) is None:
+            raise MalformedInput(f"header name {name[:40]!r} is not an RFC 9110 token")
+        if _BAD_VALUE.search(val) is not None:
+            raise MalformedInput(f"header {name!r} contains CR, LF or NUL")
         pairs.append((name, val))
     return tuple(pairs)
+
+
+def _check_method(_instance: object, _attribute: object, value: str) -> None:
+    if not isinstance(value, str) or _TOKEN.fullmatch(value) is None:
+        raise MalformedInput(f"method {str(value)[:20]!r} is not an RFC 9110 token")
 
 
 @frozen
@@ -64,7 +81,7 @@ class Headers:
 
 @frozen(kw_only=True)
 class HttpRequest:
-    method: str
+    method: str = field(validator=_check_method)
     url: str
     headers: Headers = field(factory=Headers, converter=Headers)
     body: bytes = b""

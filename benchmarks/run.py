@@ -26,8 +26,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from jwt.algorithms import OKPAlgorithm
 
-from aauth_backends.software import CryptographySigner
 from aauth_backends.sodium import SodiumSigner
+from aauth_backends.software import CryptographySigner
+from aauth_core.http import HttpRequest
 from aauth_core.httpsig.fields import (
     parse_signature_input,
     parse_signature_input_full,
@@ -44,7 +45,6 @@ from aauth_core.tokens import (
     StaticKeyResolver,
     mint_token,
 )
-from aauth_core.http import HttpRequest
 from benchmarks.harness import Operation, run_rounds, summarise, table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,9 +72,14 @@ def build_operations() -> list[Operation]:
 
     ap_signer = CryptographySigner.generate("Ed25519")
     claims = AgentTokenClaims(
-        iss=AP, dwk=DWK_AGENT, jti="bench-agent-token-0001", iat=NOW - 60, exp=NOW + 3600,
+        iss=AP,
+        dwk=DWK_AGENT,
+        jti="bench-agent-token-0001",
+        iat=NOW - 60,
+        exp=NOW + 3600,
         sub=AgentId.parse("aauth:assistant@agent.example"),
-        cnf=Confirmation(jwk=crypto_signer.public_jwk()), ps="https://ps.example",
+        cnf=Confirmation(jwk=crypto_signer.public_jwk()),
+        ps="https://ps.example",
     )
     token = mint_token(claims, ap_signer)
     keys = StaticKeyResolver({(AP, DWK_AGENT): (ap_signer.public_jwk(),)})
@@ -95,14 +100,25 @@ def build_operations() -> list[Operation]:
             agent = CryptographySigner.generate("Ed25519") if new_keys else crypto_signer
             fresh = mint_token(
                 AgentTokenClaims(
-                    iss=AP, dwk=DWK_AGENT, jti=f"bench-{new_keys}-{i:06d}", iat=NOW - 60,
-                    exp=NOW + 3600, sub=AgentId.parse(f"aauth:agent-{i}@agent.example"),
-                    cnf=Confirmation(jwk=agent.public_jwk()), ps="https://ps.example",
+                    iss=AP,
+                    dwk=DWK_AGENT,
+                    jti=f"bench-{new_keys}-{i:06d}",
+                    iat=NOW - 60,
+                    exp=NOW + 3600,
+                    sub=AgentId.parse(
+                        f"aauth:agent-{i}@agent.example"
+                        if new_keys
+                        else "aauth:assistant@agent.example"
+                    ),
+                    cnf=Confirmation(jwk=agent.public_jwk()),
+                    ps="https://ps.example",
                 ),
                 ap_signer,
             )
             added = sign_aauth_request(request, agent, token=fresh, created=NOW)
-            out.append(HttpRequest(method="GET", url=URL, headers=request.headers.with_fields(added)))
+            out.append(
+                HttpRequest(method="GET", url=URL, headers=request.headers.with_fields(added))
+            )
         return out
 
     known_key = distinct(512, new_keys=False)
@@ -137,49 +153,64 @@ def build_operations() -> list[Operation]:
         Operation(
             "AAuth request sign (cryptography)",
             lambda: sign_aauth_request(request, crypto_signer, token=token, created=NOW),
-            baseline=raw_sign_c, group="aauth",
+            baseline=raw_sign_c,
+            group="aauth",
         ),
         Operation(
             "AAuth request sign (PyNaCl)",
             lambda: sign_aauth_request(request, sodium_signer, token=token, created=NOW),
-            baseline=raw_sign_n, group="aauth",
+            baseline=raw_sign_n,
+            group="aauth",
         ),
         Operation(
             "AAuth request verify, warm (cached token)",
-            lambda: warm.verify(signed, now=NOW), baseline=raw_verify_n, group="aauth",
+            lambda: warm.verify(signed, now=NOW),
+            baseline=raw_verify_n,
+            group="aauth",
         ),
         Operation(
             "AAuth request verify, cold (token verified)",
-            lambda: cold.verify(cycle_known(), now=NOW), baseline=raw_verify_n, group="aauth",
+            lambda: cold.verify(cycle_known(), now=NOW),
+            baseline=raw_verify_n,
+            group="aauth",
         ),
         Operation(
             "AAuth request verify, cold, new agent key each time",
-            lambda: cold.verify(cycle_new(), now=NOW), baseline=raw_verify_n, group="aauth",
+            lambda: cold.verify(cycle_new(), now=NOW),
+            baseline=raw_verify_n,
+            group="aauth",
         ),
         Operation(
             "agent token decode + verify (ours)",
-            lambda: verify_jws(decode_compact(token), ap_jwk), baseline=raw_verify_n, group="jose",
+            lambda: verify_jws(decode_compact(token), ap_jwk),
+            baseline=raw_verify_n,
+            group="jose",
         ),
         Operation(
             "agent token decode + verify (PyJWT 2)",
             lambda: jws_api.decode_complete(token, ap_pub, algorithms=["Ed25519"]),
-            baseline=raw_verify_c, group="jose",
+            baseline=raw_verify_c,
+            group="jose",
         ),
         Operation(
-            "Signature-Key parse, fast path", lambda: parse_fast(sig_key_header, "sig"),
+            "Signature-Key parse, fast path",
+            lambda: parse_fast(sig_key_header, "sig"),
             group="parse",
         ),
         Operation(
-            "Signature-Key parse, full (http-sf)", lambda: parse_full(sig_key_header, "sig"),
+            "Signature-Key parse, full (http-sf)",
+            lambda: parse_full(sig_key_header, "sig"),
             group="parse",
         ),
         Operation(
-            "Signature-Input parse, fast path", lambda: parse_signature_input(sig_input_header),
+            "Signature-Input parse, fast path",
+            lambda: parse_signature_input(sig_input_header),
             group="parse",
         ),
         Operation(
             "Signature-Input parse, full (http-sf)",
-            lambda: parse_signature_input_full(sig_input_header), group="parse",
+            lambda: parse_signature_input_full(sig_input_header),
+            group="parse",
         ),
     ]
 
@@ -225,7 +256,9 @@ def verdicts(rows: list[dict[str, object]]) -> list[str]:
         if target is not None:
             ratio = float(row["ratio"])  # type: ignore[arg-type]
             mark = "meets" if ratio >= target else "MISSES"
-            lines.append(f"- {row['operation']}: {ratio:.3f} of {row['baseline']} ({mark} ≥ {target})")
+            lines.append(
+                f"- {row['operation']}: {ratio:.3f} of {row['baseline']} ({mark} ≥ {target})"
+            )
     return lines
 
 
@@ -259,7 +292,9 @@ def write_docs(rows: list[dict[str, object]], command: str, runs: int) -> None:
             *verdicts(rows),
             "",
             "Ratios per run: "
-            + "; ".join(f"{r['operation']}: {r['ratios_per_run']}" for r in rows if "ratios_per_run" in r),
+            + "; ".join(
+                f"{r['operation']}: {r['ratios_per_run']}" for r in rows if "ratios_per_run" in r
+            ),
             end,
         ]
     )
@@ -295,7 +330,11 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     print(f"\nJSON: {out}", file=sys.stderr)
     if args.write_docs:
-        command = "make bench" if args.runs == 3 else "python -m benchmarks.run " + " ".join(argv or sys.argv[1:])
+        command = (
+            "make bench"
+            if args.runs == 3
+            else "python -m benchmarks.run " + " ".join(argv or sys.argv[1:])
+        )
         write_docs(combined, command, args.runs)
     return 0
 

@@ -13,7 +13,7 @@ from conftest import load_vector
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from aauth_core.errors import AAuthError, SignatureFailure
+from aauth_core.errors import AAuthError, MalformedInput, SignatureFailure
 from aauth_core.http import HttpRequest
 from aauth_core.httpsig import (
     AAUTH_COMPONENTS,
@@ -316,9 +316,12 @@ SIGNED = _signed_base_request()
 def test_verify_request_signature_any_headers(
     headers: dict[str, str], url: str, method: str, body: bytes, label: str | None, bodies: bool
 ) -> None:
-    request = HttpRequest(
-        method=method, url=url, headers=SIGNED.headers.with_fields(headers), body=body
-    )
+    try:
+        request = HttpRequest(
+            method=method, url=url, headers=SIGNED.headers.with_fields(headers), body=body
+        )
+    except MalformedInput:
+        return  # a hostile method or header never makes it into a message
     result = _outcome(
         verify_request_signature,
         request,

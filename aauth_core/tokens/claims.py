@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import functools
 import hmac
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
@@ -42,6 +43,7 @@ DWK_ACCESS = "aauth-access.json"
 DWK_RESOURCE = "aauth-resource.json"
 
 _MAX_STRING = 4096
+_S256 = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
 _MAX_NUMERIC_DATE = 253402300799  # 9999-12-31T23:59:59Z
 
 
@@ -79,7 +81,9 @@ class Confirmation:
         if jwk_value is not None:
             # Structural problems here are invalid_key / unsupported_algorithm (-11 §9.4.3).
             jwk = PublicJwk.from_dict(jwk_value)
-        if jkt_value is not None and (not isinstance(jkt_value, str) or len(jkt_value) != 43):
+        if jkt_value is not None and (
+            not isinstance(jkt_value, str) or _S256.fullmatch(jkt_value) is None
+        ):
             raise TokenError("cnf.jkt is not an RFC 7638 SHA-256 thumbprint")
         if jwk is None and jkt_value is None:
             raise TokenError("cnf has neither jwk nor jkt")
@@ -257,7 +261,7 @@ class PersonTokenClaims(TokenClaims):
             "aud": _audience(p),
             "sub": _string(p, "sub"),
             "cnf": Confirmation.from_claim(p.get("cnf")),
-            "mission_s256": _opt_string(p, "mission_s256"),
+            "mission_s256": _opt_thumbprint(p, "mission_s256"),
             "tenant": _opt_string(p, "tenant"),
         }
 
@@ -321,9 +325,7 @@ class ResourceTokenClaims(TokenClaims):
     def _specific(cls, p: Mapping[str, Any]) -> dict[str, Any]:
         if "cnf" in p:
             raise TokenError("a resource token binds with agent_jkt, never cnf")
-        jkt = _string(p, "agent_jkt")
-        if len(jkt) != 43:
-            raise TokenError("agent_jkt is not an RFC 7638 SHA-256 thumbprint")
+        jkt = _thumbprint(p, "agent_jkt")
         interaction = p.get("interaction")
         parsed_interaction = None
         if interaction is not None:
@@ -341,7 +343,7 @@ class ResourceTokenClaims(TokenClaims):
             "scope": _opt_string(p, "scope"),
             "account": _opt_string(p, "account"),
             "login_hint": _opt_string(p, "login_hint"),
-            "mission_s256": _opt_string(p, "mission_s256"),
+            "mission_s256": _opt_thumbprint(p, "mission_s256"),
             "tenant": _opt_string(p, "tenant"),
             "interaction": parsed_interaction,
         }
@@ -411,7 +413,7 @@ class AuthTokenClaims(TokenClaims):
             "cnf": Confirmation.from_claim(p.get("cnf")),
             "scope": _opt_string(p, "scope"),
             "account": _opt_string(p, "account"),
-            "mission_s256": _opt_string(p, "mission_s256"),
+            "mission_s256": _opt_thumbprint(p, "mission_s256"),
             "tenant": _opt_string(p, "tenant"),
         }
 
@@ -505,15 +507,26 @@ def _https_url(p: Mapping[str, Any], name: str) -> str:
 
 
 def _audience(p: Mapping[str, Any]) -> str:
-    """``aud`` is one identifier; a one-element array (as some peers send) is accepted."""
+    """``aud`` is one server identifier; a one-element array (as some peers send) is
+    accepted."""
     value = p.get("aud")
     if isinstance(value, list):
         if len(value) != 1:
             raise TokenError("an AAuth token has exactly one audience")
         value = value[0]
-    if not isinstance(value, str) or not value or len(value) > _MAX_STRING:
-        raise TokenError("claim 'aud' is missing or not a string")
+    return _server_id({"aud": value}, "aud")
+
+
+def _thumbprint(p: Mapping[str, Any], name: str) -> str:
+    """An unpadded base64url SHA-256 value (RFC 7638 thumbprint, mission ``s256``)."""
+    value = _string(p, name)
+    if _S256.fullmatch(value) is None:
+        raise TokenError(f"claim {name!r} is not an unpadded base64url SHA-256 value")
     return value
+
+
+def _opt_thumbprint(p: Mapping[str, Any], name: str) -> str | None:
+    return _thumbprint(p, name) if name in p else None
 
 
 def _put(out: dict[str, Any], name: str, value: object) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 
-from aauth_core.errors import TokenError
+from aauth_core.errors import AAuthError, TokenError
 from aauth_core.jwk import PublicJwk
 from aauth_core.jws import encode_compact
 from aauth_core.signer import Signer
@@ -28,8 +28,15 @@ def mint_token(claims: TokenClaims, signer: Signer, *, allow_long_lifetime: bool
         raise ValueError(
             f"{claims.TYPE.value} lifetime {lifetime} s exceeds {claims.ISSUE_LIFETIME} s"
         )
+    payload = claims.to_payload()
+    try:
+        # Claims built in code pass the same checks a verifier applies to the wire form,
+        # so a minted token never fails structurally at its recipient.
+        type(claims).from_payload(payload)
+    except AAuthError as exc:
+        raise ValueError(f"{claims.TYPE.value} claims are invalid: {exc.detail}") from exc
     header = {"typ": claims.TYPE.value, "kid": signer.key_id}
-    return encode_compact(header, claims.to_payload(), signer)
+    return encode_compact(header, payload, signer)
 
 
 def check_agent_jkt(claims: ResourceTokenClaims, key: PublicJwk) -> None:
