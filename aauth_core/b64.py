@@ -40,8 +40,9 @@ def b64url_decode(text: str, *, what: str = "value") -> bytes:
 
 
 def b64url_decode_alphabet_checked(text: str, *, what: str = "value") -> bytes:
-    """:func:`b64url_decode` for text whose characters the caller already matched
-    against the base64url alphabet (a compact JWS is checked once as a whole)."""
+    """:func:`b64url_decode` for text the caller already checked for ``+``, ``/`` and
+    ``=`` (a compact JWS is checked once as a whole); strict decoding refuses every
+    other character outside the alphabet."""
     tail = len(text) % 4
     if tail == 1:
         raise MalformedInput(f"{what} is not unpadded base64url")
@@ -51,7 +52,7 @@ def b64url_decode_alphabet_checked(text: str, *, what: str = "value") -> bytes:
         return binascii.a2b_base64(
             text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4), strict_mode=True
         )
-    except (binascii.Error, ValueError) as exc:  # pragma: no cover - guarded by the regex
+    except (binascii.Error, ValueError) as exc:
         raise MalformedInput(f"{what} is not unpadded base64url") from exc
 
 

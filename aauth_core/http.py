@@ -62,6 +62,10 @@ class Headers:
         """The combined field value for ``name`` (lower-case lookup), or ``default``."""
         return self._index.get(name.lower(), default)
 
+    def get_lower(self, name: str) -> str | None:
+        """:meth:`get` for a name already in lower case (the hot path's lookups)."""
+        return self._index.get(name)
+
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._index
 

@@ -52,7 +52,7 @@ class PublicJwk:
         Order of checks (-11 §9.4.3): structure first (``kty`` and the members of its
         type), then ``alg`` (present, fully specified, allowed), then consistency.
         """
-        if not isinstance(data, Mapping):
+        if type(data) is not dict and not isinstance(data, Mapping):
             raise InvalidKey("JWK is not a JSON object")
         memo_key = _memo_key(data, allowed_algs)
         if memo_key is not None:

@@ -12,7 +12,6 @@ implementation that checks our tokens.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -37,7 +36,6 @@ __all__ = [
 #: Longest compact JWS accepted (characters). AAuth tokens are well under 4 kB.
 MAX_TOKEN_CHARS = 16 * 1024
 _MAX_HEADER_CHARS = 2048
-_COMPACT = re.compile(r"[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
 
 
 def _json_bytes(value: Mapping[str, Any]) -> bytes:
@@ -93,14 +91,23 @@ def decode_compact(token: object, *, max_chars: int = MAX_TOKEN_CHARS) -> Unveri
         raise TokenError("token is not a string")
     if len(token) > max_chars:
         raise TokenError(f"token is longer than {max_chars} characters")
-    if _COMPACT.fullmatch(token) is None:
-        raise TokenError("token is not a compact JWS (three base64url parts)")
     parts = token.split(".")
+    # The base64url alphabet: strict base64 decoding (below) refuses everything outside
+    # the standard alphabet, so only its own '+', '/' and '=' need refusing here.
+    if len(parts) != 3 or "+" in token or "/" in token or "=" in token:
+        raise TokenError("token is not a compact JWS (three base64url parts)")
     head_b64, body_b64, sig_b64 = parts
     if len(head_b64) > _MAX_HEADER_CHARS:
         raise TokenError("JWS header is too long")
     try:
-        header = _json_object(_b64(head_b64, what="JWS header"), "JWS header")
+        cached = _HEADERS.get(head_b64)
+        if cached is None:
+            header = _json_object(_b64(head_b64, what="JWS header"), "JWS header")
+            if len(_HEADERS) >= _HEADERS_MAX:
+                _HEADERS.clear()
+            _HEADERS[head_b64] = dict(header)
+        else:
+            header = dict(cached)  # a copy: callers may change theirs
         payload = _json_object(_b64(body_b64, what="JWS payload"), "JWS payload")
         signature = _b64(sig_b64, what="JWS signature")
     except MalformedInput as exc:
@@ -120,8 +127,9 @@ def decode_compact(token: object, *, max_chars: int = MAX_TOKEN_CHARS) -> Unveri
 
 def verify_jws(jws: UnverifiedJws, key: PublicJwk) -> None:
     """Verify with ``key``; the header ``alg`` must name exactly the key's ``alg``."""
-    alg = jws.alg
-    if alg != key.alg.value:
+    alg = jws.header.get("alg")
+    if alg != key.alg:  # Alg is a StrEnum: equal to its JOSE name
+        alg = str(alg)
         reason = REJECTED_ALGS.get(alg)
         if reason is None:
             reason = f"JWS alg {alg[:20]!r} does not match the key's alg {key.alg.value}"
@@ -134,7 +142,8 @@ def verify_jws(jws: UnverifiedJws, key: PublicJwk) -> None:
 
 def header_alg(jws: UnverifiedJws) -> Alg:
     """The header ``alg`` as an :class:`Alg`, or ``TokenError`` for ``none``/``EdDSA``/…."""
-    alg = _BY_NAME.get(jws.alg)
+    name = jws.header.get("alg")
+    alg = _BY_NAME.get(name) if type(name) is str else None
     if alg is not None:
         return alg
     name = jws.alg
@@ -164,6 +173,10 @@ def _reject_constant(name: str) -> Any:
 
 
 _BY_NAME = {a.value: a for a in Alg}
+# A JWS header is the same for every token an issuer key signs, so decoded headers are
+# remembered by their base64url text (bounded; a copy is handed out each time).
+_HEADERS: dict[str, dict[str, Any]] = {}
+_HEADERS_MAX = 1024
 _b64 = b64url_decode_alphabet_checked  # decode_compact matched the alphabet already
 
 # One decoder: json.loads with any keyword builds a new decoder on every call.

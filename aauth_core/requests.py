@@ -12,6 +12,8 @@ credential is :class:`MalformedInput` (400).
 
 from __future__ import annotations
 
+import binascii
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,14 +27,19 @@ from aauth_core.httpsig import (
     AAUTH_COMPONENTS,
     AAUTH_REQUIRED_COMPONENTS,
     DEFAULT_WINDOW,
+    CoveredComponents,
     VerifiedSignature,
     read_signature,
     sign_request,
     verify_selected,
 )
+from aauth_core.httpsig.fields import trusted_created_params
+from aauth_core.httpsig.sign import aauth_base
+from aauth_core.httpsig.verify import time_failure
 from aauth_core.identifiers import AgentId
 from aauth_core.jwk import PublicJwk
 from aauth_core.signature_key import JwtScheme, select, serialize_jwt_scheme
+from aauth_core.signature_key import parse_fast as parse_key_fast
 from aauth_core.signer import Signer
 from aauth_core.token_cache import VerifiedTokenCache
 from aauth_core.tokens.claims import (
@@ -49,6 +56,7 @@ from aauth_core.tokens.verify import (
     VerifiedToken,
     verify_token,
 )
+from aauth_core.verify import verifier_for
 
 __all__ = [
     "BODY_COMPONENTS",
@@ -60,6 +68,13 @@ __all__ = [
 
 #: Added when a body goes to a PS/AS endpoint or any revocation endpoint (-11 §11.3).
 BODY_COMPONENTS: tuple[str, ...] = ("content-digest", "content-type")
+
+_FAST_INPUT = re.compile(
+    r'([a-z*][a-z0-9_.*-]*)=\("@method" "@authority" "@path" "signature-key"\)'
+    r";created=(0|[1-9][0-9]{0,14})"
+)
+_FAST_SIGNATURE = re.compile(r"([a-z*][a-z0-9_.*-]*)=:([A-Za-z0-9+/]{86}==):")
+_AAUTH_COVERED = CoveredComponents(components=AAUTH_COMPONENTS)
 
 #: Token types a resource accepts in ``Signature-Key`` (the resource token never signs).
 RESOURCE_TOKEN_TYPES = frozenset({TokenType.AGENT, TokenType.PERSON, TokenType.AUTH})
@@ -178,6 +193,13 @@ class RequestVerifier:
     def verify(
         self, request: HttpRequest, *, now: int, label: str | None = None
     ) -> VerifiedRequest:
+        if label is None:
+            fast = self._verify_fast(request, now)
+            if fast is not None:
+                return fast
+        return self._verify_generic(request, now, label)
+
+    def _verify_generic(self, request: HttpRequest, now: int, label: str | None) -> VerifiedRequest:
         headers = request.headers
         selected = read_signature(headers, label)
         raw_key = headers.get("signature-key")
@@ -185,6 +207,77 @@ class RequestVerifier:
         scheme = select(raw_key, selected.label, accepted_schemes=("jwt",))
         assert isinstance(scheme, JwtScheme)  # select admits only the accepted schemes
         verified = self._token(scheme.jwt, now)
+        key = self._bound_key(verified)
+        signature = verify_selected(
+            request,
+            selected,
+            key=key,
+            now=now,
+            window=self.window,
+            required_components=self._required(request),
+            require_body_coverage=self.require_body_coverage,
+        )
+        return VerifiedRequest(token=verified, signature=signature, key=key)
+
+    def _verify_fast(self, request: HttpRequest, now: int) -> VerifiedRequest | None:
+        """The common request, checked without the generic machinery: one signature over
+        exactly the four AAuth components with only ``created``, a 64-byte signature
+        (Ed25519 or ES256), ``sig=jwt;jwt="…"``, no session token, no body rule.
+
+        It only ever *accepts*: any other shape, and any check that fails, returns None
+        and the generic path decides, so both paths give the same verdicts and errors (a
+        test holds them equal on generated requests). Token errors come from the one
+        shared token step, as the generic path would raise them.
+        """
+        if self.required_components != AAUTH_REQUIRED_COMPONENTS or (
+            self.require_body_coverage and request.body
+        ):
+            return None
+        get = request.headers.get_lower
+        raw_input = get("signature-input")
+        raw_signature = get("signature")
+        raw_key = get("signature-key")
+        if raw_input is None or raw_signature is None or raw_key is None:
+            return None
+        if self.require_session_token_coverage and get("authorization") is not None:
+            return None
+        match_input = _FAST_INPUT.fullmatch(raw_input)
+        match_signature = _FAST_SIGNATURE.fullmatch(raw_signature)
+        if match_input is None or match_signature is None:
+            return None
+        label = match_input.group(1)
+        if match_signature.group(1) != label:
+            return None
+        scheme = parse_key_fast(raw_key, label)
+        if scheme is None:
+            return None
+        created = int(match_input.group(2))
+        if time_failure(created, None, now, self.window) is not None:
+            return None
+        verified = self._token(scheme.jwt, now)
+        key = self._bound_key(verified)
+        try:
+            base, _params = aauth_base(request, None, created)
+        except ValueError:
+            return None
+        signature = binascii.a2b_base64(match_signature.group(2))
+        if not verifier_for(key)(base.encode("ascii"), signature):
+            return None
+        return VerifiedRequest(
+            token=verified,
+            signature=VerifiedSignature(
+                label=label,
+                covered=_AAUTH_COVERED,
+                params=trusted_created_params(created),
+                created=created,
+                expires=None,
+                base=base,
+            ),
+            key=key,
+        )
+
+    def _bound_key(self, verified: VerifiedToken[Any]) -> PublicJwk:
+        """Revocation, then the confirmed key and its algorithm (steps 5 and 6)."""
         claims = verified.claims
         if self.is_revoked is not None and self.is_revoked(claims.iss, claims.jti):
             raise TokenError("the token has been revoked", code=SignatureErrorCode.REVOKED_JWT)
@@ -198,17 +291,7 @@ class RequestVerifier:
                 f"request key algorithm {key.alg.value} is not accepted",
                 accept_algs=tuple(a.value for a in Alg if a in self.allowed_algs),
             )
-        required = self._required(request)
-        signature = verify_selected(
-            request,
-            selected,
-            key=key,
-            now=now,
-            window=self.window,
-            required_components=required,
-            require_body_coverage=self.require_body_coverage,
-        )
-        return VerifiedRequest(token=verified, signature=signature, key=key)
+        return key
 
     def _token(self, jwt: str, now: int) -> VerifiedToken[Any]:
         cache = self.cache

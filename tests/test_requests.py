@@ -311,3 +311,84 @@ def test_additional_required_components() -> None:
         agent_token(), covered=("@method", "@authority", "@path", "signature-key", "@query")
     )
     v.verify(ok, now=NOW)
+
+
+# --- the verifier's fast path agrees with the generic path ---------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def _outcome(fn: Any) -> Any:
+    try:
+        return fn()
+    except AAuthError as exc:
+        return (type(exc), exc.code)
+
+
+def test_the_fast_path_is_taken_for_the_common_request() -> None:
+    v = verifier()
+    request = signed(agent_token())
+    fast = v._verify_fast(request, NOW)
+    assert fast is not None
+    assert fast == v._verify_generic(request, NOW, None)
+    # Shapes outside the fast path go to the generic path.
+    assert (
+        v._verify_fast(
+            signed(
+                agent_token(), covered=("@method", "@authority", "@path", "signature-key", "@query")
+            ),
+            NOW,
+        )
+        is None
+    )
+    assert (
+        v._verify_fast(signed(agent_token(), headers={"Authorization": "AAuth abc"}), NOW) is None
+    )
+
+
+_BASE_REQUESTS = [
+    signed(agent_token()),
+    signed(person_token(), label="agent-sig"),
+    signed(auth_token(), method="POST", body=b"{}", headers={"Content-Type": "application/json"}),
+    signed(agent_token(key=OTHER)),
+    signed(agent_token(exp=NOW)),
+]
+_FIELDS = ["Signature-Input", "Signature", "Signature-Key", "Authorization", "X-Other"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(_BASE_REQUESTS),
+    st.dictionaries(
+        st.sampled_from(_FIELDS),
+        st.one_of(
+            st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=120),
+            st.sampled_from(
+                [
+                    'sig=("@method" "@authority" "@path" "signature-key");created=1800000000',
+                    'sig=("@method" "@authority" "@path" "signature-key");created=1799999000',
+                    'sig=("@method" "@authority" "@path" "signature-key");created=01800000000',
+                    "sig=:" + "A" * 86 + "==:",
+                    'sig=jwt;jwt="a.b.c"',
+                ]
+            ),
+        ),
+        max_size=2,
+    ),
+    st.sampled_from(["https://resource.example/calendar?x=1", "https://resource.example/other"]),
+    st.sampled_from([NOW, NOW + 30, NOW + 61, NOW - 61]),
+    st.booleans(),
+)
+def test_fast_and_generic_paths_agree(
+    base: HttpRequest, changes: dict[str, str], url: str, now: int, body_rule: bool
+) -> None:
+    request = HttpRequest(
+        method=base.method, url=url, headers=base.headers.with_fields(changes), body=base.body
+    )
+    v = verifier(require_body_coverage=body_rule)
+    fast = _outcome(lambda: v._verify_fast(request, now))
+    if fast is None:
+        return  # the generic path decides alone
+    generic = _outcome(lambda: v._verify_generic(request, now, None))
+    assert fast == generic

@@ -233,6 +233,11 @@ def _trusted_params(known: dict[str, Any]) -> SignatureParams:
     return params
 
 
+def trusted_created_params(created: int) -> SignatureParams:
+    """``;created=<created>`` alone, as the fast parsers build it (``created`` checked)."""
+    return _trusted_params({"created": created})
+
+
 def _default_signature_params(self: SignatureInput) -> str:
     return self.covered.serialize() + self.params.serialize()
 

@@ -31,6 +31,7 @@ from aauth_core.signer import Signer
 
 __all__ = [
     "AAUTH_COMPONENTS",
+    "aauth_base",
     "sign_request",
     "sign_response",
     "signature_base_for",
@@ -58,10 +59,11 @@ def _lookup(extra: Mapping[str, str] | None, name: str) -> str | None:
     return None
 
 
-def _fast_base(
+def aauth_base(
     request: HttpRequest, extra: Mapping[str, str] | None, created: int
 ) -> tuple[str, str]:
-    """The AAuth default base, built directly (same bytes as the generic builder)."""
+    """The AAuth default base and its ``@signature-params`` value, built directly (the
+    same bytes as the generic builder; the verifier's fast path uses it too)."""
     target = split_target(request.url)
     key = _lookup(extra, "signature-key")
     key = field_value(request.headers, "signature-key") if key is None else key.strip(" \t")
@@ -138,7 +140,7 @@ def sign_request(
         and tag is None
         and tuple(covered) == AAUTH_COMPONENTS
     ):
-        base, params = _fast_base(request, extra_headers, created)
+        base, params = aauth_base(request, extra_headers, created)
         return _finish(label, signer, base, params)
     cov, added, present = _prepare(request, covered, extra_headers)
     sig_params = SignatureParams(

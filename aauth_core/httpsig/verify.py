@@ -37,6 +37,7 @@ from aauth_core.jwk import PublicJwk
 from aauth_core.verify import verifier_for
 
 __all__ = [
+    "time_failure",
     "AAUTH_REQUIRED_COMPONENTS",
     "DEFAULT_WINDOW",
     "SelectedSignature",
@@ -126,20 +127,31 @@ def _required(
         raise ValueError(f"required_components: {exc}") from exc
 
 
-def _check_time(params: SignatureParams, now: int, window: int) -> int:
-    created = params.created
+def time_failure(
+    created: int | None, expires: int | None, now: int, window: int
+) -> SignatureFailure | None:
+    """The ``created``/``expires`` rule (-11 §11.3.4 step 3): ``None`` when the times are
+    acceptable, else the failure to raise (stale → ``invalid_signature``, ahead of the
+    clock by more than the window → ``clock_skew``)."""
     if created is None:
-        raise SignatureFailure("the created signature parameter is required")
+        return SignatureFailure("the created signature parameter is required")
     if now - created > window:
-        raise SignatureFailure("the signature is older than the allowed window")
+        return SignatureFailure("the signature is older than the allowed window")
     if created - now > window:
-        raise SignatureFailure(
+        return SignatureFailure(
             "the signature was created in the future", code=SignatureErrorCode.CLOCK_SKEW
         )
-    expires = params.expires
     if expires is not None and (expires <= now or expires < created):
-        raise SignatureFailure("the signature has expired")
-    return created
+        return SignatureFailure("the signature has expired")
+    return None
+
+
+def _check_time(params: SignatureParams, now: int, window: int) -> int:
+    failure = time_failure(params.created, params.expires, now, window)
+    if failure is not None:
+        raise failure
+    assert params.created is not None
+    return params.created
 
 
 def verify_selected(

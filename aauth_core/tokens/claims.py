@@ -73,7 +73,7 @@ class Confirmation:
 
     @classmethod
     def from_claim(cls, value: object) -> Confirmation:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):
             raise TokenError("cnf is missing or not an object")
         jwk_value = value.get("jwk")
         jkt_value = value.get("jkt")
@@ -136,17 +136,14 @@ class TokenClaims:
         try:
             values = cls._common(payload)
             values.update(cls._specific(payload))
-            named = cls._names()
-            values["extra"] = {k: v for k, v in payload.items() if k not in named}
+            others = payload.keys() - cls._NAMED
+            # In the payload's order (set difference alone would lose it).
+            values["extra"] = {k: v for k, v in payload.items() if k in others} if others else {}
             return cls(**values)
         except (TokenError, AAuthError):
             raise
         except ValueError as exc:
             raise TokenError(str(exc)) from exc
-
-    @classmethod
-    def _names(cls) -> frozenset[str]:
-        return cls._NAMED
 
     @classmethod
     def _common(cls, p: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from attrs import field, frozen
 from aauth_core.algorithms import DEFAULT_ALGS, Alg
 from aauth_core.errors import SignatureErrorCode, TokenError
 from aauth_core.jwk import PublicJwk
-from aauth_core.jws import UnverifiedJws, decode_compact, header_alg, verify_jws
+from aauth_core.jws import decode_compact, header_alg, verify_jws
 from aauth_core.tokens.claims import (
     CLAIMS_FOR,
     AgentTokenClaims,
@@ -139,31 +139,35 @@ def verify_token(
     """
     allowed = (expected,) if isinstance(expected, TokenType) else tuple(expected)
     jws = decode_compact(token)
-    token_type = _check_typ(jws, allowed)
+    header = jws.header
+    token_type = _check_typ(header.get("typ"), allowed)
     alg = header_alg(jws)
     if alg not in policy.allowed_algs:
         raise TokenError(f"JWS alg {alg.value} is not allowed here")
-    exp = jws.payload.get("exp")
-    if isinstance(exp, int | float) and not isinstance(exp, bool) and now >= exp:
+    payload = jws.payload
+    exp = payload.get("exp")
+    if type(exp) is int and now >= exp:
         raise TokenError("token has expired", code=SignatureErrorCode.EXPIRED_JWT)
-    claims = CLAIMS_FOR[token_type].from_payload(jws.payload)
-    key = keys.resolve(claims.iss, claims.dwk, jws.kid)
+    claims = CLAIMS_FOR[token_type].from_payload(payload)
+    kid = header.get("kid")
+    kid = kid if type(kid) is str else None
+    key = keys.resolve(claims.iss, claims.dwk, kid)
     verify_jws(jws, key)
     _check_times(claims, now, policy)
-    if claims.audience is not None:
+    aud = claims.audience
+    if aud is not None:
         if audience is None:
             raise ValueError(f"verifying {token_type.value} needs the verifier's own identifier")
-        if claims.audience != audience:
-            raise TokenError(f"token audience {claims.audience[:80]!r} is not {audience!r}")
+        if aud != audience:
+            raise TokenError(f"token audience {aud[:80]!r} is not {audience!r}")
     return VerifiedToken(
-        type=token_type, claims=claims, alg=alg, kid=jws.kid, issuer_key=key, token=token
+        type=token_type, claims=claims, alg=alg, kid=kid, issuer_key=key, token=token
     )
 
 
-def _check_typ(jws: UnverifiedJws, allowed: tuple[TokenType, ...]) -> TokenType:
-    typ = jws.typ
+def _check_typ(typ: object, allowed: tuple[TokenType, ...]) -> TokenType:
     for candidate in allowed:
-        if typ == candidate.value:
+        if typ == candidate:
             return candidate
     wanted = " or ".join(t.value for t in allowed)
     raise TokenError(f"typ {str(typ)[:40]!r} where {wanted} is required")
@@ -175,10 +179,12 @@ def _check_times(claims: TokenClaims, now: int, policy: TokenPolicy) -> None:
             f"iat is {claims.iat - now} s ahead of the verifier's clock",
             code=SignatureErrorCode.CLOCK_SKEW,
         )
-    lifetime = claims.exp - claims.iat
-    caps = [c for c in (claims.MAX_LIFETIME, policy.max_lifetime) if c is not None]
-    if caps and lifetime > min(caps):
-        raise TokenError(f"token lifetime of {lifetime} s exceeds the {min(caps)} s cap")
+    cap = claims.MAX_LIFETIME
+    extra = policy.max_lifetime
+    if extra is not None and (cap is None or extra < cap):
+        cap = extra
+    if cap is not None and claims.exp - claims.iat > cap:
+        raise TokenError(f"token lifetime of {claims.exp - claims.iat} s exceeds the {cap} s cap")
 
 
 def _typed(
