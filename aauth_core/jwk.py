@@ -183,25 +183,27 @@ class PublicJwk:
 
 
 # Public keys recur (an agent key in every token it holds, issuer keys in every JWKS), so
-# validated keys are remembered by their exact members: bounded, and only for plain
-# string-valued JWKs (anything else is validated every time).
-_MEMO: dict[tuple[frozenset[tuple[str, str]], frozenset[Alg]], PublicJwk] = {}
+# validated keys are remembered by their exact members: bounded, and only for JWKs made
+# of the members named here (anything else is validated every time).
+_MEMO: dict[tuple[Any, ...], PublicJwk] = {}
 _MEMO_MAX = 2048
 
 
-def _memo_key(
-    data: Mapping[str, Any], allowed_algs: frozenset[Alg]
-) -> tuple[frozenset[tuple[str, str]], frozenset[Alg]] | None:
-    if len(data) > 8:
+def _memo_key(data: Mapping[str, Any], allowed_algs: frozenset[Alg]) -> tuple[Any, ...] | None:
+    get = data.get
+    key = (
+        get("kty"), get("crv"), get("x"), get("y"), get("n"), get("e"), get("alg"),
+        get("kid"), get("use"), allowed_algs,
+    )  # fmt: skip
+    present = 0
+    for value in key[:9]:
+        if value is not None:
+            if type(value) is not str:
+                return None
+            present += 1
+    if present != len(data):  # a member outside the list (a private one, say)
         return None
-    try:
-        items = frozenset(data.items())
-    except TypeError:  # an unhashable member value: not a plain JWK
-        return None
-    for _, value in items:
-        if type(value) is not str:
-            return None
-    return (items, allowed_algs)
+    return key
 
 
 def thumbprint_of(members: Mapping[str, Any], hash_name: str = "sha256") -> str:

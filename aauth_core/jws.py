@@ -117,12 +117,13 @@ def decode_compact(token: object, *, max_chars: int = MAX_TOKEN_CHARS) -> Unveri
         raise TokenError("JWS 'crit' header parameters are not understood")
     if "b64" in header:
         raise TokenError("unencoded payload JWS is not accepted")
-    return UnverifiedJws(
-        header=header,
-        payload=payload,
-        signing_input=f"{head_b64}.{body_b64}".encode("ascii"),
-        signature=signature,
-    )
+    # Built without __init__ (this is the hot path; the fields are exactly those).
+    jws = _NEW(UnverifiedJws)
+    _SET(jws, "header", header)
+    _SET(jws, "payload", payload)
+    _SET(jws, "signing_input", f"{head_b64}.{body_b64}".encode("ascii"))
+    _SET(jws, "signature", signature)
+    return jws
 
 
 def verify_jws(jws: UnverifiedJws, key: PublicJwk) -> None:
@@ -173,6 +174,8 @@ def _reject_constant(name: str) -> Any:
 
 
 _BY_NAME = {a.value: a for a in Alg}
+_NEW = object.__new__
+_SET = object.__setattr__
 # A JWS header is the same for every token an issuer key signs, so decoded headers are
 # remembered by their base64url text (bounded; a copy is handed out each time).
 _HEADERS: dict[str, dict[str, Any]] = {}

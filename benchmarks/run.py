@@ -323,6 +323,12 @@ def write_docs(rows: list[dict[str, object]], command: str, runs: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    import structlog
+
+    # The benchmark is an application: it keeps the backends' key events off the output.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=7)

@@ -234,8 +234,18 @@ def _trusted_params(known: dict[str, Any]) -> SignatureParams:
 
 
 def trusted_created_params(created: int) -> SignatureParams:
-    """``;created=<created>`` alone, as the fast parsers build it (``created`` checked)."""
-    return _trusted_params({"created": created})
+    """``;created=<created>`` alone, as the fast parsers build it (``created`` checked).
+
+    Requests signed in the same second share one (immutable) value: a few are kept."""
+    params = _CREATED_PARAMS.get(created)
+    if params is None:
+        if len(_CREATED_PARAMS) >= 64:
+            _CREATED_PARAMS.clear()
+        params = _CREATED_PARAMS[created] = _trusted_params({"created": created})
+    return params
+
+
+_CREATED_PARAMS: dict[int, SignatureParams] = {}
 
 
 def _default_signature_params(self: SignatureInput) -> str:
