@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import enum
 import re
-import urllib.parse
 
 from attrs import field, frozen
 
 from aauth_core import sfv
 from aauth_core.errors import MalformedInput
+from aauth_core.urls import endpoint_url
 
 __all__ = [
     "HEADER",
@@ -62,25 +62,7 @@ _CARRIES: dict[str, frozenset[str]] = {
 def validate_interaction_url(url: str) -> str:
     """An interaction ``url``: absolute ``https`` with a host, no query, fragment or userinfo
     (the agent appends ``?code=``). Egress policy is the caller's, before redirecting."""
-    if not isinstance(url, str) or not url:
-        raise MalformedInput("interaction url is empty")
-    if any(c <= " " or c > "~" for c in url):
-        raise MalformedInput("interaction url has whitespace, control or non-ASCII characters")
-    try:
-        parts = urllib.parse.urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError for a malformed port
-    except ValueError:
-        raise MalformedInput("interaction url is not a valid URL") from None
-    if parts.scheme != "https":
-        raise MalformedInput("interaction url must use https")
-    if not host:
-        raise MalformedInput("interaction url has no host")
-    if "?" in url or "#" in url:
-        raise MalformedInput("interaction url must not have a query or fragment")
-    if "@" in parts.netloc:
-        raise MalformedInput("interaction url must not carry userinfo")
-    return url
+    return endpoint_url(url, what="interaction url")
 
 
 def validate_interaction_code(code: str) -> str:

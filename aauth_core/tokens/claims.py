@@ -20,6 +20,7 @@ from attrs import field, frozen
 from aauth_core.errors import AAuthError, InvalidIdentifier, TokenError
 from aauth_core.identifiers import AgentId, ServerId
 from aauth_core.jwk import PublicJwk
+from aauth_core.urls import endpoint_url
 
 __all__ = [
     "TokenType",
@@ -497,10 +498,7 @@ def _agent_id(p: Mapping[str, Any], name: str) -> AgentId:
 
 
 def _https_url(p: Mapping[str, Any], name: str) -> str:
-    value = _string(p, name)
-    if not value.startswith("https://") or "?" in value or "#" in value:
-        raise TokenError(f"{name!r} must be an https URL without query or fragment")
-    return value
+    return endpoint_url(_string(p, name), what=f"claim {name!r}", error=TokenError)
 
 
 def _audience(p: Mapping[str, Any]) -> str:
