@@ -19,3 +19,18 @@ def load_vector(relative: str) -> Any:
         if path.exists():
             return json.loads(path.read_text(encoding="utf-8"))
     pytest.fail(f"vector file {relative} not found under {VECTORS} or {LOCAL_VECTORS}")
+
+
+def _hypothesis_profiles() -> None:
+    """No per-example deadline (a shared machine stalls now and then); in CI the
+    examples are derandomised, so a run cannot turn red by chance alone."""
+    import os
+
+    from hypothesis import settings
+
+    settings.register_profile("default", deadline=None)
+    settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+    settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+
+_hypothesis_profiles()

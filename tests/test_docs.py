@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-GUIDES = sorted((ROOT / "docs").glob("*.md"))
+GUIDES = sorted((ROOT / "docs").rglob("*.md"))
 BLOCK = re.compile(r"```(sh|python)\n(.*?)```", re.DOTALL)
 
 
@@ -23,7 +23,7 @@ def blocks(path: Path, kind: str) -> list[str]:
     return [body for lang, body in BLOCK.findall(path.read_text(encoding="utf-8")) if lang == kind]
 
 
-@pytest.mark.parametrize("guide", GUIDES, ids=lambda p: p.name)
+@pytest.mark.parametrize("guide", GUIDES, ids=lambda p: str(p.relative_to(ROOT / "docs")))
 def test_shell_blocks_run(guide: Path, tmp_path: Path) -> None:
     scripts = [b for b in blocks(guide, "sh") if not b.lstrip().startswith("make ")]
     if not scripts:
@@ -43,7 +43,7 @@ def test_shell_blocks_run(guide: Path, tmp_path: Path) -> None:
         assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("guide", GUIDES, ids=lambda p: p.name)
+@pytest.mark.parametrize("guide", GUIDES, ids=lambda p: str(p.relative_to(ROOT / "docs")))
 def test_python_blocks_run(guide: Path) -> None:
     namespace: dict[str, object] = {"__name__": "docs"}
     for code in blocks(guide, "python"):
