@@ -9,10 +9,12 @@ first): the cache is filled by unauthenticated callers, so it must be bounded.
 
 Pure: the clock is an argument. One cache belongs to one verifier configuration
 (audience, policy, key resolver); revocation is checked on every request, not cached.
+It is safe to share between threads (a lock guards every operation).
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -29,6 +31,7 @@ class VerifiedTokenCache:
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries
         self._entries: OrderedDict[str, VerifiedToken[Any]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -37,24 +40,28 @@ class VerifiedTokenCache:
         return f"VerifiedTokenCache(entries={len(self._entries)}, max_entries={self.max_entries})"
 
     def get(self, token: str, now: int) -> VerifiedToken[Any] | None:
-        entry = self._entries.get(token)
-        if entry is None:
-            return None
-        if now >= entry.claims.exp:
-            del self._entries[token]
-            return None
-        self._entries.move_to_end(token)
-        return entry
+        with self._lock:
+            entry = self._entries.get(token)
+            if entry is None:
+                return None
+            if now >= entry.claims.exp:
+                del self._entries[token]
+                return None
+            self._entries.move_to_end(token)
+            return entry
 
     def put(self, verified: VerifiedToken[Any]) -> None:
-        entries = self._entries
-        entries[verified.token] = verified
-        entries.move_to_end(verified.token)
-        while len(entries) > self.max_entries:
-            entries.popitem(last=False)
+        with self._lock:
+            entries = self._entries
+            entries[verified.token] = verified
+            entries.move_to_end(verified.token)
+            while len(entries) > self.max_entries:
+                entries.popitem(last=False)
 
     def discard(self, token: str) -> None:
-        self._entries.pop(token, None)
+        with self._lock:
+            self._entries.pop(token, None)
 
     def clear(self) -> None:
-        self._entries.clear()
+        with self._lock:
+            self._entries.clear()

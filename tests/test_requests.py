@@ -392,3 +392,28 @@ def test_fast_and_generic_paths_agree(
         return  # the generic path decides alone
     generic = _outcome(lambda: v._verify_generic(request, now, None))
     assert fast == generic
+
+
+def test_the_token_cache_is_safe_under_threads() -> None:
+    import threading
+
+    cache = VerifiedTokenCache(max_entries=8)
+    v = verifier(cache=cache)
+    requests = [signed(agent_token(jti=f"t-{i}")) for i in range(24)]
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(20):
+                for request in requests:
+                    assert v.verify(request, now=NOW).agent is not None
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(cache) <= 8
