@@ -12,8 +12,6 @@ __all__ = [
     "b64url_encode",
     "b64url_decode",
     "b64url_decode_alphabet_checked",
-    "b64_encode",
-    "b64_decode_lenient",
 ]
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
@@ -24,7 +22,6 @@ _CANONICAL_LAST = {
     2: frozenset(c for i, c in enumerate(_ALPHABET) if i % 16 == 0),
     3: frozenset(c for i, c in enumerate(_ALPHABET) if i % 4 == 0),
 }
-_B64_ANY = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
 
 
 def b64url_encode(data: bytes) -> str:
@@ -54,21 +51,3 @@ def b64url_decode_alphabet_checked(text: str, *, what: str = "value") -> bytes:
         )
     except (binascii.Error, ValueError) as exc:
         raise MalformedInput(f"{what} is not unpadded base64url") from exc
-
-
-def b64_encode(data: bytes) -> str:
-    """Standard padded base64 (what RFC 9651 byte sequences carry)."""
-    return base64.b64encode(data).decode("ascii")
-
-
-def b64_decode_lenient(text: str, *, what: str = "value") -> bytes:
-    """Standard or URL-safe alphabet, padded or not: for byte sequences sent by lax peers."""
-    if _B64_ANY.fullmatch(text) is None:
-        raise MalformedInput(f"{what} is not base64")
-    body = text.rstrip("=").replace("-", "+").replace("_", "/")
-    if len(body) % 4 == 1:
-        raise MalformedInput(f"{what} is not base64")
-    try:
-        return base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise MalformedInput(f"{what} is not base64") from exc

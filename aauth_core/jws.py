@@ -47,13 +47,15 @@ def encode_compact(
 ) -> str:
     """Sign ``payload`` under ``header`` with ``signer``.
 
-    ``alg`` and ``kid`` come from the signer; members of ``header`` are emitted in sorted
-    order (as PyJWT and Go's encoder do), the payload in the order given.
+    ``alg`` and ``kid`` come from the signer (``kid=None`` in ``header`` leaves it out);
+    members are emitted in sorted order (as PyJWT and Go's encoder do), the payload in the
+    order given.
     """
     full = dict(header)
     full["alg"] = signer.algorithm.value
     full.setdefault("kid", signer.key_id)
-    head = b64url_encode(_json_bytes(dict(sorted(full.items()))))
+    # A member given as None is left out (``{"kid": None}`` mints a token without kid).
+    head = b64url_encode(_json_bytes({k: v for k, v in sorted(full.items()) if v is not None}))
     body = payload if isinstance(payload, bytes) else _json_bytes(payload)
     signing_input = f"{head}.{b64url_encode(body)}"
     signature = signer.sign(signing_input.encode("ascii"))

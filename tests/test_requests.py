@@ -417,3 +417,28 @@ def test_the_token_cache_is_safe_under_threads() -> None:
         thread.join()
     assert errors == []
     assert len(cache) <= 8
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(_BASE_REQUESTS),
+    st.dictionaries(
+        st.sampled_from([*_FIELDS, "Content-Digest", "Content-Type"]),
+        st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=200),
+        max_size=3,
+    ),
+    st.binary(max_size=8),
+    st.sampled_from([NOW, NOW + 61, NOW - 61]),
+)
+def test_any_request_is_verified_or_refused_with_an_aauth_error(
+    base: HttpRequest, changes: dict[str, str], body: bytes, now: int
+) -> None:
+    request = HttpRequest(
+        method=base.method, url=base.url, headers=base.headers.with_fields(changes), body=body
+    )
+    for v in (verifier(), verifier(require_body_coverage=True, cache=VerifiedTokenCache())):
+        try:
+            v.verify(request, now=now)
+        except AAuthError as exc:
+            status = exc.status
+            assert 400 <= status < 600, exc  # noqa: PT017 - every refusal has an HTTP status
