@@ -83,9 +83,22 @@ def _signer(ref: str, args: argparse.Namespace) -> Signer:
     return open_signer(_key_ref(ref), passphrase=_passphrase(args))
 
 
+#: The largest file the command reads: tokens, JWKS and request files are small, and a
+#: body for a signed request is capped too (a path like /dev/zero must not hang us).
+MAX_FILE_BYTES = 16 * 1024 * 1024
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise UsageError(f"{path} is larger than {MAX_FILE_BYTES} bytes")
+    return data
+
+
 def _read_text(path: str) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return _read_bytes(path).decode("utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"{path} is not UTF-8 text") from None
 
@@ -93,7 +106,10 @@ def _read_text(path: str) -> str:
 def _text_arg(value: str) -> str:
     """``@file`` reads a file, ``-`` reads stdin, anything else is the value itself."""
     if value == "-":
-        return sys.stdin.read().strip()
+        data = sys.stdin.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise UsageError(f"standard input is larger than {MAX_FILE_BYTES} bytes")
+        return data.strip()
     if value.startswith("@"):
         return _read_text(value[1:]).strip()
     return value
@@ -135,7 +151,7 @@ def _body(value: str | None) -> bytes:
     if value is None:
         return b""
     if value.startswith("@"):
-        return Path(value[1:]).read_bytes()
+        return _read_bytes(value[1:])
     return value.encode("utf-8")
 
 

@@ -1009,3 +1009,13 @@ def test_console_script_bad_input_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.splitlines()) == 1
     assert proc.stderr.startswith("aauth: error: ")
+
+
+def test_endless_files_are_refused(run: Run) -> None:
+    for argv in (
+        ("token", "inspect", "@/dev/zero"),
+        ("verify", "--request", "/dev/zero", "--jwks", "https://a.example=/dev/zero"),
+    ):
+        result = run(*argv)
+        assert_clean_error(result)
+        assert "larger than" in result.err
