@@ -20,7 +20,12 @@ from typing import Any
 from attrs import field, frozen
 
 from aauth_core.algorithms import DEFAULT_ALGS, Alg
-from aauth_core.errors import SignatureErrorCode, TokenError, UnsupportedAlgorithm
+from aauth_core.errors import (
+    SignatureErrorCode,
+    SignatureFailure,
+    TokenError,
+    UnsupportedAlgorithm,
+)
 from aauth_core.headers.access import AccessToken
 from aauth_core.http import HttpRequest
 from aauth_core.httpsig import (
@@ -224,10 +229,10 @@ class RequestVerifier:
         exactly the four AAuth components with only ``created``, a 64-byte signature
         (Ed25519 or ES256), ``sig=jwt;jwt="…"``, no session token, no body rule.
 
-        It only ever *accepts*: any other shape, and any check that fails, returns None
-        and the generic path decides, so both paths give the same verdicts and errors (a
-        test holds them equal on generated requests). Token errors come from the one
-        shared token step, as the generic path would raise them.
+        Any other shape, and any check it does not make itself, returns None and the
+        generic path decides. What it does conclude (a token error from the one shared
+        token step, a signature that does not verify) is what the generic path concludes:
+        a test holds the two equal on generated requests.
         """
         if self.required_components != AAUTH_REQUIRED_COMPONENTS or (
             self.require_body_coverage and request.body
@@ -262,7 +267,9 @@ class RequestVerifier:
             return None
         signature = binascii.a2b_base64(match_signature.group(2))
         if not verifier_for(key)(base.encode("ascii"), signature):
-            return None
+            # What the generic path concludes for this shape too; raising here spares a
+            # second verification of the token for a request that fails its signature.
+            raise SignatureFailure("the signature does not verify")
         return VerifiedRequest(
             token=verified,
             signature=VerifiedSignature(
