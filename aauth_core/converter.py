@@ -50,7 +50,7 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from aauth_core import sfv
+from aauth_core import sfv, strict_json
 from aauth_core.algorithms import Alg
 from aauth_core.b64 import b64url_decode, b64url_encode
 from aauth_core.errors import AAuthError, MalformedInput, SignatureErrorCode
@@ -710,19 +710,6 @@ def to_json(value: object, as_type: Any = None) -> str:
     )
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, item in pairs:
-        if key in result:
-            raise ValueError("duplicate member")
-        result[key] = item
-    return result
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 @overload
 def from_json(text: str | bytes, cls: type[T], *, max_size: int = ...) -> T: ...
 
@@ -746,7 +733,7 @@ def from_json(text: str | bytes, cls: Any, *, max_size: int = MAX_JSON_BYTES) ->
     if len(text) > max_size:
         raise MalformedInput(f"JSON text is longer than {max_size}")
     try:
-        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        data = strict_json.loads(text)
     except (ValueError, RecursionError):
         raise MalformedInput("text is not valid JSON") from None
     return structure(data, cls)

@@ -22,6 +22,7 @@ from aauth_core.b64 import b64url_decode_alphabet_checked, b64url_encode
 from aauth_core.errors import MalformedInput, TokenError
 from aauth_core.jwk import PublicJwk
 from aauth_core.signer import Signer
+from aauth_core.strict_json import no_constants
 from aauth_core.verify import verifier_for
 
 __all__ = [
@@ -171,10 +172,6 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     return value
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 _BY_NAME = {a.value: a for a in Alg}
 _NEW = object.__new__
 _SET = object.__setattr__
@@ -185,5 +182,5 @@ _HEADERS_MAX = 1024
 _b64 = b64url_decode_alphabet_checked  # decode_compact matched the alphabet already
 
 # One decoder: json.loads with any keyword builds a new decoder on every call.
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(parse_constant=no_constants)
 _SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]

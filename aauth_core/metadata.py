@@ -13,7 +13,6 @@ Field metadata drives both directions: ``member`` is the JSON name, ``kind`` the
 from __future__ import annotations
 
 import enum
-import json
 import types
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Self
@@ -21,6 +20,7 @@ from typing import Any, ClassVar, Self
 import attrs
 from attrs import field, frozen
 
+from aauth_core import strict_json
 from aauth_core.algorithms import Alg
 from aauth_core.errors import AAuthError, InvalidIdentifier, MetadataError
 from aauth_core.identifiers import ServerId
@@ -74,37 +74,8 @@ def load_json_object(
     what: str,
     error: type[AAuthError] = MetadataError,
 ) -> dict[str, Any]:
-    """Strict JSON object parsing: UTF-8, size-bounded, no duplicate members, no NaN."""
-    if isinstance(raw, str):
-        try:
-            raw = raw.encode("utf-8")
-        except UnicodeError as exc:
-            raise error(f"{what} is not valid UTF-8") from exc
-    if not isinstance(raw, bytes | bytearray):
-        raise error(f"{what} must be bytes")
-    if len(raw) > max_size:
-        raise error(f"{what} is larger than {max_size} bytes")
-    try:
-        text = bytes(raw).decode("utf-8")
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-    except (ValueError, RecursionError) as exc:
-        raise error(f"{what} is not valid JSON") from exc
-    if not isinstance(value, dict):
-        raise error(f"{what} is not a JSON object")
-    return value
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError("duplicate member")
-        result[key] = value
-    return result
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+    """Strict JSON object parsing (:mod:`aauth_core.strict_json`); metadata errors by default."""
+    return strict_json.load_json_object(raw, max_size=max_size, what=what, error=error)
 
 
 # --- member kinds: JSON value -> typed value (each raises MetadataError) ----------------
