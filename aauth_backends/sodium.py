@@ -24,10 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from aauth_backends.errors import InvalidKeyMaterial, UnsupportedKeyType, safe_ref
 from aauth_backends.software import (
     Passphrase,
+    SoftwareSignerBase,
     as_alg,
-    check_kid,
     load_private_key_pem,
-    pkcs8_pem,
     private_key_from_jwk,
 )
 from aauth_core.algorithms import Alg
@@ -46,7 +45,7 @@ def _not_ed25519(what: str, ref: object = None) -> NoReturn:
     raise UnsupportedKeyType(f"the sodium engine signs Ed25519 only, not {what}", ref=ref)
 
 
-class SodiumSigner:
+class SodiumSigner(SoftwareSignerBase):
     """An Ed25519 private key signing through libsodium.
 
     ``key_id`` is the RFC 7638 thumbprint unless a ``kid`` is configured. ``sign`` takes
@@ -55,7 +54,7 @@ class SodiumSigner:
     """
 
     engine: ClassVar[str] = "sodium"
-    __slots__ = ("_jwk", "_key_id", "_kid_configured", "_sk")
+    __slots__ = ("_sk",)
 
     def __init__(self, seed: bytes, *, kid: str | None = None) -> None:
         if not isinstance(seed, bytes):
@@ -63,11 +62,7 @@ class SodiumSigner:
         if len(seed) != _SEED_BYTES:
             raise InvalidKeyMaterial("an Ed25519 seed is 32 bytes")
         public, self._sk = nacl.bindings.crypto_sign_seed_keypair(seed)
-        kid = check_kid(kid)
-        self._kid_configured = kid is not None
-        thumbprint = PublicJwk.from_raw_ed25519(public).thumbprint()
-        self._key_id = kid if kid is not None else thumbprint
-        self._jwk = PublicJwk.from_raw_ed25519(public, kid=self._key_id)
+        self._set_identity(PublicJwk.from_raw_ed25519(public), kid)
 
     # -- named constructors
 
@@ -135,41 +130,13 @@ class SodiumSigner:
             _not_ed25519(jwk_alg.value)
         return cls.from_private_key(key, alg, kid=kid if kid is not None else jwk_kid)
 
-    # -- the Signer protocol
-
-    @property
-    def key_id(self) -> str:
-        return self._key_id
-
-    @property
-    def algorithm(self) -> Alg:
-        return Alg.ED25519
-
-    @property
-    def kid_configured(self) -> bool:
-        """True when ``key_id`` was configured rather than computed (RFC 7638)."""
-        return self._kid_configured
-
-    def public_jwk(self) -> PublicJwk:
-        return self._jwk
+    # -- the Signer protocol (identity and export: SoftwareSignerBase)
 
     def sign(self, data: bytes) -> bytes:
         """The 64-byte Ed25519 signature of ``data``."""
         return _crypto_sign(data, self._sk)[:_SIGNATURE_BYTES]
 
-    # -- export
-
-    def private_pem(self, passphrase: Passphrase | None = None) -> bytes:
-        """The private key as PKCS#8 PEM, encrypted when a passphrase is given."""
-        return pkcs8_pem(self.private_key, passphrase)
-
     @property
     def private_key(self) -> ed25519.Ed25519PrivateKey:
         """The key as a ``cryptography`` object (for export and key stores)."""
         return ed25519.Ed25519PrivateKey.from_private_bytes(self._sk[:_SEED_BYTES])
-
-    def __repr__(self) -> str:
-        return f"SodiumSigner(alg='Ed25519', key_id={self._key_id!r})"
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("SodiumSigner holds a private key and cannot be pickled")

@@ -343,7 +343,56 @@ def _sign_function(key: PrivateKey, alg: Alg) -> Callable[[bytes], bytes]:
 # --------------------------------------------------------------------------- the signer
 
 
-class CryptographySigner:
+class SoftwareSignerBase:
+    """What both software signers share: the key identity (``key_id`` = the RFC 7638
+    thumbprint unless a ``kid`` is configured), the public JWK, export, and a ``repr``
+    and pickling rule that keep the private key in. Subclasses set the identity with
+    :meth:`_set_identity` and provide ``sign`` and ``private_key``."""
+
+    engine: ClassVar[str]
+    __slots__ = ("_jwk", "_key_id", "_kid_configured")
+    _jwk: PublicJwk
+    _key_id: str
+    _kid_configured: bool
+
+    def _set_identity(self, public: PublicJwk, kid: str | None) -> None:
+        kid = check_kid(kid)
+        self._kid_configured = kid is not None
+        self._key_id = kid if kid is not None else public.thumbprint()
+        self._jwk = public.with_kid(self._key_id)
+
+    @property
+    def key_id(self) -> str:
+        return self._key_id
+
+    @property
+    def algorithm(self) -> Alg:
+        return self._jwk.alg
+
+    @property
+    def kid_configured(self) -> bool:
+        """True when ``key_id`` was configured rather than computed (RFC 7638)."""
+        return self._kid_configured
+
+    def public_jwk(self) -> PublicJwk:
+        return self._jwk
+
+    @property
+    def private_key(self) -> PrivateKey:
+        raise NotImplementedError
+
+    def private_pem(self, passphrase: Passphrase | None = None) -> bytes:
+        """The private key as PKCS#8 PEM, encrypted when a passphrase is given."""
+        return pkcs8_pem(self.private_key, passphrase)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(alg={self._jwk.alg.value!r}, key_id={self._key_id!r})"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError(f"{type(self).__name__} holds a private key and cannot be pickled")
+
+
+class CryptographySigner(SoftwareSignerBase):
     """A software private key signing through ``cryptography``.
 
     ``key_id`` is the RFC 7638 thumbprint of the public key unless a ``kid`` is
@@ -351,18 +400,14 @@ class CryptographySigner:
     """
 
     engine: ClassVar[str] = "cryptography"
-    __slots__ = ("_alg", "_jwk", "_key", "_key_id", "_kid_configured", "_sign")
+    __slots__ = ("_alg", "_key", "_sign")
 
     def __init__(
         self, private_key: PrivateKey, *, alg: Alg | str | None = None, kid: str | None = None
     ) -> None:
         self._alg = resolve_alg(private_key, alg)
         self._key = private_key
-        kid = check_kid(kid)
-        self._kid_configured = kid is not None
-        thumbprint = public_jwk_of(private_key, self._alg).thumbprint()
-        self._key_id = kid if kid is not None else thumbprint
-        self._jwk = public_jwk_of(private_key, self._alg, self._key_id)
+        self._set_identity(public_jwk_of(private_key, self._alg), kid)
         self._sign = _sign_function(private_key, self._alg)
 
     # -- named constructors
@@ -429,41 +474,13 @@ class CryptographySigner:
         resolve_alg(key, chosen)
         return cls(key, alg=chosen, kid=kid if kid is not None else jwk_kid)
 
-    # -- the Signer protocol
-
-    @property
-    def key_id(self) -> str:
-        return self._key_id
-
-    @property
-    def algorithm(self) -> Alg:
-        return self._alg
-
-    @property
-    def kid_configured(self) -> bool:
-        """True when ``key_id`` was configured rather than computed (RFC 7638)."""
-        return self._kid_configured
-
-    def public_jwk(self) -> PublicJwk:
-        return self._jwk
+    # -- the Signer protocol (identity and export: SoftwareSignerBase)
 
     def sign(self, data: bytes) -> bytes:
         """Sign ``data`` (bytes); JOSE wire format (raw ``r||s`` for ECDSA)."""
         return self._sign(data)
 
-    # -- export
-
-    def private_pem(self, passphrase: Passphrase | None = None) -> bytes:
-        """The private key as PKCS#8 PEM, encrypted when a passphrase is given."""
-        return pkcs8_pem(self._key, passphrase)
-
     @property
     def private_key(self) -> PrivateKey:
         """The underlying ``cryptography`` key object (for export and key stores)."""
         return self._key
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(alg={self._alg.value!r}, key_id={self._key_id!r})"
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError(f"{type(self).__name__} holds a private key and cannot be pickled")
