@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo bench clean
+.PHONY: test lint typecheck unit demo bench clean system
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,15 +19,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict aauth_core aauth_backends aauth_flows
 
-unit: $(STAMP)
+system:
+	bash scripts/system-packages.sh
+
+unit: $(STAMP) system
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
 
-demo: $(STAMP)
+demo: $(STAMP) system
 	bash scripts/demo.sh
 
-bench: $(STAMP)
+bench: $(STAMP) system
 	$(BIN)/python -m benchmarks.run --write-docs
 
 clean:
