@@ -1,0 +1,230 @@
+"""The engine every flow machine shares: events in, actions out, a transition table as data.
+
+A machine is a state (an enum member) plus a frozen *data* value holding everything it
+remembers. :meth:`Machine.handle` is the only mutator:
+
+1. it looks ``(state, type(event))`` up in the machine's ``TRANSITIONS`` table; a miss
+   raises :class:`~aauth_core.errors.IllegalTransition` and the machine stays in
+   ``ERROR`` for good (h11's rule: once a protocol is broken, nothing is trusted);
+2. it calls the handler registered for the event type with ``@handles``; the handler is a
+   pure function of (state, data, event) and returns a :class:`Step`: the next state, the
+   next data and the actions for the driver;
+3. the engine checks the next state is one the table allows for that row, then commits
+   state and data together.
+
+A handler that raises leaves nothing half-changed: state and data are replaced only after
+it has returned. An :class:`~aauth_core.errors.AAuthError` from a handler means the
+protocol broke (a peer sent something invalid, or the caller misused the machine): the
+machine moves to ``ERROR`` and the error propagates with its wire code and status. A peer
+that *validly* refuses is a normal outcome: the handler moves to ``FAILED`` and emits a
+:class:`~aauth_flows.machines.actions.Fail` action. Server-side machines turn bad input
+into an error *response* (a normal outcome for a server) and never raise for it.
+
+:meth:`Machine.snapshot` / :meth:`Machine.restore` carry state and data through the
+cattrs converter as JSON, so a deferred flow begun in one process is finished in another.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Generic, TypeVar
+
+from attrs import field, frozen
+
+from aauth_core import converter
+from aauth_core.errors import AAuthError, IllegalTransition, MalformedInput
+
+__all__ = [
+    "Event",
+    "Action",
+    "Step",
+    "Snapshot",
+    "Machine",
+    "handles",
+    "table",
+]
+
+S = TypeVar("S", bound=enum.Enum)
+D = TypeVar("D")
+M = TypeVar("M", bound="Machine[Any, Any]")
+
+
+class Event:
+    """Base class of everything a driver feeds a machine (frozen attrs subclasses)."""
+
+    __slots__ = ()
+
+
+class Action:
+    """Base class of everything a machine asks its driver to do (frozen attrs subclasses)."""
+
+    __slots__ = ()
+
+
+@frozen(kw_only=True)
+class Step(Generic[S, D]):
+    """A handler's answer: where the machine goes, what it then remembers, what to do."""
+
+    state: S
+    data: D
+    actions: tuple[Action, ...] = field(default=(), converter=tuple)
+
+
+@frozen(kw_only=True)
+class Snapshot:
+    """A machine at rest, as JSON-compatible data: ``machine`` names the class."""
+
+    machine: str
+    state: str
+    data: Any
+
+    def to_json(self) -> str:
+        return converter.to_json(self)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Snapshot:
+        return converter.from_json(text, cls)
+
+
+_HANDLER_ATTR = "__aauth_handles__"
+
+Handler = Callable[[Any, Any, Any, Any], "Step[Any, Any]"]
+
+
+def handles(*event_types: type[Event]) -> Callable[[Callable[..., Step[Any, Any]]], Any]:
+    """Register a method as the handler for ``event_types``.
+
+    The method is called as ``handler(self, state, data, event)`` and returns a
+    :class:`Step`; it must not mutate ``self``.
+    """
+
+    def mark(fn: Callable[..., Step[Any, Any]]) -> Any:
+        setattr(fn, _HANDLER_ATTR, event_types)
+        return fn
+
+    return mark
+
+
+def table(
+    rows: Iterable[tuple[S, type[Event], Iterable[S]]],
+) -> Mapping[tuple[S, type[Event]], frozenset[S]]:
+    """Build a transition table from ``(state, event type, allowed next states)`` rows;
+    a repeated ``(state, event type)`` is a programming error."""
+    result: dict[tuple[S, type[Event]], frozenset[S]] = {}
+    for state, event_type, targets in rows:
+        key = (state, event_type)
+        if key in result:
+            raise ValueError(f"transition ({state}, {event_type.__name__}) is listed twice")
+        result[key] = frozenset(targets)
+    return result
+
+
+class Machine(Generic[S, D]):
+    """One flow machine: subclass it with ``State``, ``DATA``, ``TRANSITIONS``, handlers.
+
+    Class attributes a subclass sets:
+
+    - ``State``: its enum, with members ``ERROR`` (protocol broken) and usually
+      ``FAILED`` (a valid refusal) besides its own;
+    - ``INITIAL``: the state a new machine starts in;
+    - ``DATA``: the frozen attrs class of what it remembers (snapshot-able);
+    - ``TRANSITIONS``: ``(state, event type) -> allowed next states`` (see :func:`table`).
+    """
+
+    State: ClassVar[type[enum.Enum]]
+    INITIAL: ClassVar[Any]
+    DATA: ClassVar[type[Any]]
+    TRANSITIONS: ClassVar[Mapping[tuple[Any, type[Event]], frozenset[Any]]]
+    _handlers: ClassVar[dict[type[Event], Callable[..., Step[Any, Any]]]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        handlers: dict[type[Event], Callable[..., Step[Any, Any]]] = {}
+        for klass in reversed(cls.__mro__):
+            for value in vars(klass).values():
+                for event_type in getattr(value, _HANDLER_ATTR, ()):
+                    handlers[event_type] = value
+        cls._handlers = handlers
+        transitions = getattr(cls, "TRANSITIONS", None)
+        if transitions is not None:
+            missing = {et for _, et in transitions if et not in handlers}
+            if missing:
+                names = sorted(t.__name__ for t in missing)
+                raise TypeError(f"{cls.__name__} has table rows without a handler: {names}")
+
+    def __init__(self, *, data: D, state: S | None = None) -> None:
+        if not isinstance(data, self.DATA):
+            raise TypeError(f"{type(self).__name__} data must be {self.DATA.__name__}")
+        self._state: S = self.INITIAL if state is None else state
+        self._data: D = data
+
+    @property
+    def state(self) -> S:
+        return self._state
+
+    @property
+    def data(self) -> D:
+        """What the machine remembers (a frozen value: reading it cannot change it)."""
+        return self._data
+
+    @classmethod
+    def events_for(cls, state: S) -> Sequence[type[Event]]:
+        """The event types ``state`` accepts, in table order."""
+        return [et for (st, et) in cls.TRANSITIONS if st is state]
+
+    def handle(self, event: Event) -> list[Action]:
+        """Feed one event; return the actions it causes (the only mutator)."""
+        error_state = self.State["ERROR"]
+        if self._state is error_state:
+            raise IllegalTransition(f"{type(self).__name__} is in ERROR and takes no events")
+        key = (self._state, type(event))
+        targets = self.TRANSITIONS.get(key)
+        if targets is None:
+            state = self._state
+            self._state = error_state  # type: ignore[assignment]
+            raise IllegalTransition(
+                f"{type(self).__name__}: no transition for {type(event).__name__} "
+                f"in state {state.name}"
+            )
+        handler = self._handlers[type(event)]
+        try:
+            step = handler(self, self._state, self._data, event)
+        except AAuthError:
+            self._state = error_state  # type: ignore[assignment]
+            raise
+        if step.state not in targets or not isinstance(step.data, self.DATA):
+            self._state = error_state  # type: ignore[assignment]
+            raise IllegalTransition(
+                f"{type(self).__name__}: handler for {type(event).__name__} chose "
+                f"{getattr(step.state, 'name', step.state)!s}, allowed "
+                f"{sorted(s.name for s in targets)}"
+            )
+        self._state = step.state
+        self._data = step.data
+        return list(step.actions)
+
+    def snapshot(self) -> Snapshot:
+        """The machine at rest (state and data) as JSON-compatible data."""
+        return Snapshot(
+            machine=type(self).__name__,
+            state=self._state.value,
+            data=converter.unstructure(self._data, self.DATA),
+        )
+
+    @classmethod
+    def restore(cls: type[M], snapshot: Snapshot, **kwargs: Any) -> M:
+        """A machine equal to the one that made ``snapshot``; ``kwargs`` go to the
+        constructor with ``data=`` and ``state=`` (configuration is never in a snapshot:
+        it is the host's).
+
+        A snapshot of another machine, an unknown state or data that does not validate
+        raises :class:`~aauth_core.errors.MalformedInput`."""
+        if snapshot.machine != cls.__name__:
+            raise MalformedInput(f"snapshot of {snapshot.machine[:40]!r}, not {cls.__name__}")
+        try:
+            state = cls.State(snapshot.state)
+        except ValueError:
+            raise MalformedInput(f"unknown {cls.__name__} state {snapshot.state[:40]!r}") from None
+        data = converter.structure(snapshot.data, cls.DATA)
+        return cls(data=data, state=state, **kwargs)
