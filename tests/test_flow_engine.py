@@ -234,3 +234,20 @@ def test_every_state_event_pair_is_a_transition_or_illegal(state: State, event: 
         assert allowed is not None and m.state is State.ERROR
     else:
         assert allowed is not None and m.state in allowed
+
+
+def test_diagram_is_generated_from_the_table() -> None:
+    from aauth_flows.machines.diagrams import mermaid, refresh
+
+    text = mermaid(ToyClient)
+    assert text.startswith("```mermaid\nstateDiagram-v2\n    [*] --> IDLE\n")
+    for (state, event_type), targets in ToyClient.TRANSITIONS.items():
+        for target in targets:
+            assert f"    {state.name} --> {target.name}: {event_type.__name__}\n" in text
+    assert "    DONE --> [*]\n" in text and "ERROR --> [*]" not in text
+    page = "intro\n<!-- diagram:test_flow_engine:ToyClient -->\nold\n<!-- /diagram:test_flow_engine:ToyClient -->\n"
+    assert refresh(page) == (
+        "intro\n<!-- diagram:test_flow_engine:ToyClient -->\n"
+        + text
+        + "<!-- /diagram:test_flow_engine:ToyClient -->\n"
+    )
