@@ -4,6 +4,7 @@ slows all of them alike and the ratios stay meaningful."""
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,41 @@ class Operation:
     #: name of the raw primitive this operation is compared with (None for a primitive)
     baseline: str | None = None
     group: str = ""
+    #: threads calling ``fn`` at once (ops/s counts the calls of all of them)
+    threads: int = 1
     samples: list[float] = field(default_factory=list)  # ops/s per round
+
+
+def _timed(op: Operation, n: int) -> float:
+    """ops/s of ``n`` calls per thread, over the wall time all threads took."""
+    fn = op.fn
+    if op.threads == 1:
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        return n / (time.perf_counter() - start)
+    barrier = threading.Barrier(op.threads + 1)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        barrier.wait()
+        try:
+            for _ in range(n):
+                fn()
+        except BaseException as exc:  # reported after the join
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work) for _ in range(op.threads)]
+    for w in workers:
+        w.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    return n * op.threads / elapsed
 
 
 def calibrate(fn: Callable[[], object], target_seconds: float) -> int:
@@ -37,12 +72,7 @@ def run_rounds(ops: Sequence[Operation], *, rounds: int, seconds_per_op: float) 
     counts = {op.name: calibrate(op.fn, seconds_per_op) for op in ops}
     for _ in range(rounds):
         for op in ops:
-            n = counts[op.name]
-            fn = op.fn
-            start = time.perf_counter()
-            for _ in range(n):
-                fn()
-            op.samples.append(n / (time.perf_counter() - start))
+            op.samples.append(_timed(op, counts[op.name]))
 
 
 def summarise(ops: Sequence[Operation]) -> list[dict[str, object]]:
