@@ -305,9 +305,12 @@ def open_signer(
     ``stores`` maps a scheme (``software``, ``file``, ``pkcs11``) to the store that
     serves it. ``software:`` keys need a store. ``file:`` keys go through the ``file``
     store when one is given (which confines them to its directory) and are otherwise read
-    from the path as configured. ``pkcs11:`` keys need a ``pkcs11`` store; the PKCS#11
-    backend is not available yet. ``passphrase`` decrypts ``file:`` keys only (a PKCS#11
-    PIN belongs to its store).
+    from the path as configured. ``pkcs11:`` keys go through the ``pkcs11`` store when
+    one is given; otherwise a :class:`~aauth_backends.pkcs11.Pkcs11KeyStore` is opened
+    from the URI itself (``module-path`` or ``$AAUTH_PKCS11_MODULE``; the PIN from
+    ``pin-source``, ``pin-value`` or ``$AAUTH_PKCS11_PIN``) and lives as long as the
+    signer. ``passphrase`` decrypts ``file:`` keys only (a PKCS#11 PIN belongs to its
+    store).
     """
     # Imported here: stores parse references with this module, so a top-level import
     # would be circular.
@@ -340,5 +343,11 @@ def open_signer(
         )
     store = stores.get("pkcs11")
     if store is None:
-        raise BackendError("PKCS#11 backend not available yet", ref=ref)
+        try:
+            from aauth_backends.pkcs11 import Pkcs11KeyStore
+        except ImportError:
+            raise BackendError(
+                "PKCS#11 keys need python-pkcs11 (pip install aauth[pkcs11])", ref=ref
+            ) from None
+        store = Pkcs11KeyStore.from_uri(ref)
     return store.get_signer(ref)

@@ -590,9 +590,12 @@ def test_open_signer_resolves_each_scheme(tmp_path: Path) -> None:
         open_signer(direct, passphrase="pp", stores={"file": file_store})
 
 
-def test_open_signer_pkcs11_not_available_yet() -> None:
+def test_open_signer_pkcs11_without_a_module_says_how_to_configure_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AAUTH_PKCS11_MODULE", raising=False)
     ref = "pkcs11:token=aauth;object=agent?pin-value=424242"
-    with pytest.raises(BackendError, match="PKCS#11 backend not available yet") as info:
+    with pytest.raises(BackendError, match="no PKCS#11 module configured") as info:
         open_signer(ref)
     assert "424242" not in str(info.value) + repr(info.value)
     assert info.value.ref is not None and "pkcs11:token=aauth" in info.value.ref
