@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 from aauth_backends.errors import BackendError
 from aauth_backends.stores import FileKeyStore
-from aauth_backends.uris import open_signer
+from aauth_backends.uris import Pkcs11Uri, open_signer, parse_key_ref
 from aauth_core.algorithms import Alg, parse_alg
 from aauth_core.errors import AAuthError, SignatureFailure
 from aauth_core.headers.signature_error import signature_error_headers
@@ -200,13 +200,81 @@ def _print_json(value: Any) -> None:
 # --- commands ------------------------------------------------------------------------
 
 
+def _pkcs11_store(token_uri: str) -> Any:
+    """A PKCS#11 key store for the token a ``pkcs11:`` URI names (imported lazily: the
+    backend is the optional ``aauth[pkcs11]`` extra)."""
+    uri = parse_key_ref(token_uri)
+    if not isinstance(uri, Pkcs11Uri):
+        raise UsageError("a PKCS#11 token is named by a pkcs11: URI")
+    try:
+        from aauth_backends.pkcs11 import Pkcs11KeyStore
+    except ImportError:
+        raise UsageError(
+            "the PKCS#11 backend needs python-pkcs11: pip install 'aauth[pkcs11]'"
+        ) from None
+    return Pkcs11KeyStore.from_uri(uri)
+
+
+def _pkcs11_ref(key_ref: str, token_uri: str) -> str:
+    """``key_ref`` (from the store) with the token URI's query (module-path, pin-source;
+    never pin-value), so that it can be passed to ``--key`` as it is."""
+    key = parse_key_ref(key_ref)
+    token = parse_key_ref(token_uri)
+    if not (isinstance(key, Pkcs11Uri) and isinstance(token, Pkcs11Uri)):
+        raise UsageError("PKCS#11 keys and tokens are named by pkcs11: URIs")
+    return Pkcs11Uri(attributes=key.attributes, query=token.query).to_uri()
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
+    if args.backend == "pkcs11":
+        if not args.token or not args.name or args.out:
+            raise UsageError("--backend pkcs11 takes --token pkcs11:… and --name (not --out)")
+        with _pkcs11_store(args.token) as p11:
+            ref = _pkcs11_ref(p11.generate(parse_alg(args.alg), args.name), args.token)
+            signer = p11.get_signer(ref)
+            return _report_key(args, ref, signer)
+    if not args.out or args.token or args.name:
+        raise UsageError("--backend file takes --out KEY.pem (not --token/--name)")
     out = Path(args.out)
     if out.suffix != ".pem":
         raise UsageError("--out names a .pem file")
     store = FileKeyStore(out.parent or Path("."), passphrase=_passphrase(args), engine=args.engine)
     ref = store.generate(parse_alg(args.alg), out.stem, engine=args.engine)
-    signer = store.get_signer(ref)
+    return _report_key(args, ref, store.get_signer(ref))
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    if args.store.startswith("pkcs11:"):
+        with _pkcs11_store(args.store) as p11:
+            infos = [(_pkcs11_ref(i.ref, args.store), i) for i in p11.list_keys()]
+    else:
+        directory = Path(args.store)
+        if not directory.is_dir():
+            raise UsageError(f"--store {args.store!r} is neither a pkcs11: URI nor a directory")
+        infos = [(i.ref, i) for i in FileKeyStore(directory).list_keys()]
+    if args.json:
+        _print_json(
+            [
+                {
+                    "key": ref,
+                    "name": i.name,
+                    "alg": i.alg.value,
+                    "kid": i.key_id,
+                    "engine": i.engine,
+                }
+                for ref, i in infos
+            ]
+        )
+        return 0
+    for ref, info in infos:
+        print(f"{info.alg.value:8} {info.key_id}  {info.name}")
+        print(f"         {ref}")
+    if not infos:
+        print("no keys", file=sys.stderr)
+    return 0
+
+
+def _report_key(args: argparse.Namespace, ref: str, signer: Signer) -> int:
     jwk = signer.public_jwk()
     if args.json:
         _print_json({"key": ref, "kid": signer.key_id, "alg": jwk.alg.value, "jwk": jwk.to_dict()})
@@ -484,13 +552,28 @@ def build_parser() -> argparse.ArgumentParser:
     def passphrase(p: argparse.ArgumentParser) -> None:
         p.add_argument("--passphrase-env", metavar="VAR", help="read the key passphrase from $VAR")
 
-    p = sub.add_parser("keygen", help="generate a key pair into a PKCS#8 PEM file")
+    p = sub.add_parser("keygen", help="generate a key pair (a PKCS#8 PEM file, or on a token)")
+    p.add_argument("--backend", default="file", choices=["file", "pkcs11"])
     p.add_argument("--alg", default="Ed25519", choices=[a.value for a in Alg])
     p.add_argument("--engine", default="cryptography", choices=["cryptography", "sodium"])
-    p.add_argument("--out", required=True, help="the .pem file to create (never overwritten)")
+    p.add_argument("--out", help="file: the .pem file to create (never overwritten)")
+    p.add_argument(
+        "--token",
+        metavar="PKCS11_URI",
+        help="pkcs11: the token, e.g. 'pkcs11:token=aauth?module-path=…&pin-source=file:…'",
+    )
+    p.add_argument("--name", help="pkcs11: the key's label")
     p.add_argument("--json", action="store_true")
     passphrase(p)
     p.set_defaults(func=cmd_keygen)
+
+    keys = sub.add_parser("keys", help="list keys").add_subparsers(dest="keys", required=True)
+    p = keys.add_parser("list", help="list the keys of a token or a key directory")
+    p.add_argument(
+        "--store", required=True, help="a pkcs11: token URI, or a directory of .pem keys"
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_keys_list)
 
     p = sub.add_parser("jwk", help="print a key's public JWK and RFC 7638 thumbprints")
     p.add_argument("--key", required=True, help="a key reference (file:…, or a .pem path)")
