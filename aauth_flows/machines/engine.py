@@ -62,13 +62,17 @@ class Action:
     __slots__ = ()
 
 
+def _actions(actions: Iterable[Action]) -> tuple[Action, ...]:
+    return tuple(actions)
+
+
 @frozen(kw_only=True)
 class Step(Generic[S, D]):
     """A handler's answer: where the machine goes, what it then remembers, what to do."""
 
     state: S
     data: D
-    actions: tuple[Action, ...] = field(default=(), converter=tuple)
+    actions: tuple[Action, ...] = field(default=(), converter=_actions)
 
 
 @frozen(kw_only=True)
