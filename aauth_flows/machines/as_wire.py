@@ -1,0 +1,312 @@
+"""Server-to-server wire helpers shared by the AS, the PS's federation client and the AP.
+
+A server signing in its own right (PS → AS, revocation requests, polls of their pending
+URLs) uses the ``jwks_uri`` scheme of ``Signature-Key`` (-11 §11.3, protocol digest
+§3.1): ``sig=jwks_uri;id="<issuer>";dwk="<its document>";kid="<key>"``, covering
+``@method @authority @path signature-key`` and, with a body, ``content-digest
+content-type``.
+
+Core's :class:`~aauth_core.requests.RequestVerifier` verifies only the agents' ``jwt``
+scheme, so :func:`verify_server_request` builds the ``jwks_uri`` verification here on
+top of :mod:`aauth_core.httpsig.verify` and :mod:`aauth_core.signature_key`: the
+signer's key is looked up by ``(id, dwk, kid)`` through a
+:class:`~aauth_core.tokens.verify.KeyResolver` (discovery with its issuer check is the
+driver's I/O, behind the resolver).
+
+Signing is an action: :func:`begin_server_request` returns the bytes to sign and the
+state to keep; :func:`finish_server_request` returns the signed request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import Any, TypeVar
+
+from attrs import field, frozen
+
+from aauth_core.algorithms import DEFAULT_ALGS, Alg
+from aauth_core.errors import (
+    AAuthError,
+    InvalidIdentifier,
+    LocalProtocolError,
+    MalformedInput,
+    SignatureFailure,
+    UnsupportedAlgorithm,
+)
+from aauth_core.headers.signature_error import signature_error_headers
+from aauth_core.http import HttpRequest, HttpResponse
+from aauth_core.httpsig import (
+    AAUTH_COMPONENTS,
+    DEFAULT_WINDOW,
+    read_signature,
+    sign_request,
+    verify_selected,
+)
+from aauth_core.httpsig.verify import AAUTH_REQUIRED_COMPONENTS, VerifiedSignature
+from aauth_core.identifiers import ServerId
+from aauth_core.jwk import PublicJwk
+from aauth_core.signature_key import JwksUriScheme, select, serialize_jwks_uri_scheme
+from aauth_core.signer import Signer
+from aauth_core.strict_json import load_json_object
+from aauth_core.tokens.verify import KeyResolver
+from aauth_core.urls import https_url
+from aauth_flows.machines.actions import SignBytes
+from aauth_flows.machines.engine import Action, Step
+from aauth_flows.machines.signing import SigningKey, complete, signing_input
+
+__all__ = [
+    "SERVER_BODY_COMPONENTS",
+    "MAX_BODY",
+    "PendingSignature",
+    "VerifiedServerRequest",
+    "begin_server_request",
+    "finish_server_request",
+    "verify_server_request",
+    "json_request",
+    "json_response",
+    "problem_response",
+    "read_json_body",
+    "read_json_response",
+    "retry_after",
+    "same_origin_location",
+    "origin_of",
+    "step",
+    "need",
+]
+
+S = TypeVar("S")
+D = TypeVar("D")
+T = TypeVar("T")
+
+
+def need(value: T | None, what: str) -> T:
+    """``value``, which the machine's state promises; its absence means the machine was
+    built in an impossible state or driven out of order (:class:`LocalProtocolError`)."""
+    if value is None:
+        raise LocalProtocolError(f"{what} is missing in this state")
+    return value
+
+
+def step(state: S, data: D, actions: Iterable[Action] = ()) -> Step[Any, D]:
+    """A :class:`Step` with actions. (The attrs mypy plugin types ``Step.actions``,
+    whose converter is ``tuple``, as ``Iterable[_T_co]`` and then refuses every value;
+    building the tuple here keeps the handlers' call sites checked.)"""
+    built: Any = tuple(actions)
+    return Step(state=state, data=data, actions=built)
+
+
+#: What a server signature covers on a request with a body (-11 §11.3).
+SERVER_BODY_COMPONENTS: tuple[str, ...] = (*AAUTH_COMPONENTS, "content-digest", "content-type")
+#: Largest JSON body read from a peer.
+MAX_BODY = 256 * 1024
+JSON = "application/json"
+PROBLEM_JSON = "application/problem+json"
+
+
+@frozen(kw_only=True)
+class PendingSignature:
+    """A server-signed request waiting for its signature (kept in a machine's data)."""
+
+    request: HttpRequest
+    issuer: str
+    dwk: str
+    created: int
+    to_sign: bytes = field(repr=lambda b: f"<{len(b)} bytes>")
+
+
+def _producer(
+    key: SigningKey, request: HttpRequest, issuer: str, dwk: str, created: int
+) -> Callable[[Signer], dict[str, str]]:
+    signature_key = serialize_jwks_uri_scheme("sig", id=issuer, dwk=dwk, kid=key.key_id)
+    covered = SERVER_BODY_COMPONENTS if request.body else AAUTH_COMPONENTS
+
+    def run(signer: Signer) -> dict[str, str]:
+        added = sign_request(
+            request,
+            signer,
+            covered=covered,
+            created=created,
+            extra_headers={"Signature-Key": signature_key},
+        )
+        return {"Signature-Key": signature_key, **added}
+
+    return run
+
+
+def begin_server_request(
+    key: SigningKey, request: HttpRequest, *, issuer: str, dwk: str, created: int
+) -> tuple[PendingSignature, SignBytes]:
+    """The signing step for ``request`` signed as server ``issuer`` (``dwk`` = its doc)."""
+    data = signing_input(key, _producer(key, request, issuer, dwk, created))
+    pending = PendingSignature(
+        request=request, issuer=issuer, dwk=dwk, created=created, to_sign=data
+    )
+    return pending, SignBytes(key=key.ref, data=data)
+
+
+def finish_server_request(
+    key: SigningKey, pending: PendingSignature, signature: bytes
+) -> HttpRequest:
+    """The signed request (the signature is checked with the public key first)."""
+    produce = _producer(key, pending.request, pending.issuer, pending.dwk, pending.created)
+    fields = complete(key, produce, pending.to_sign, signature)
+    request = pending.request
+    return HttpRequest(
+        method=request.method,
+        url=request.url,
+        headers=request.headers.with_fields(fields),
+        body=request.body,
+    )
+
+
+@frozen(kw_only=True)
+class VerifiedServerRequest:
+    """A request whose ``jwks_uri`` server signature verified: who signed it, with what."""
+
+    issuer: str
+    dwk: str
+    key: PublicJwk = field(repr=False)
+    signature: VerifiedSignature = field(repr=False)
+
+
+def verify_server_request(
+    request: HttpRequest,
+    *,
+    keys: KeyResolver,
+    dwks: Collection[str],
+    now: int,
+    window: int = DEFAULT_WINDOW,
+    allowed_algs: frozenset[Alg] = DEFAULT_ALGS,
+) -> VerifiedServerRequest:
+    """Verify a server signature (``jwks_uri`` scheme) whose ``dwk`` is one of ``dwks``.
+
+    Every failure is a :class:`SignatureFailure` (401 + ``Signature-Error``): another
+    scheme is ``unsupported_scheme`` (with ``Accept-Signature-Scheme: jwks_uri``); an
+    ``id`` that is not a server identifier, or a ``dwk`` not accepted here, is
+    ``invalid_signature``; the resolver's ``unknown_key`` / ``issuer_missing`` /
+    ``issuer_mismatch`` pass through with their codes; a body must be covered
+    (``content-digest``, checked against the body, and ``content-type``).
+    """
+    selected = read_signature(request.headers, None)
+    raw_key = request.headers.get("signature-key")
+    assert raw_key is not None  # read_signature requires it
+    scheme = select(raw_key, selected.label, accepted_schemes=("jwks_uri",))
+    assert isinstance(scheme, JwksUriScheme)
+    try:
+        issuer = str(ServerId.parse(scheme.id))
+    except InvalidIdentifier as exc:
+        raise SignatureFailure(
+            f"Signature-Key id is not a server identifier: {exc.detail}"
+        ) from None
+    if scheme.dwk not in dwks:
+        raise SignatureFailure(f"Signature-Key dwk {scheme.dwk[:40]!r} is not accepted here")
+    try:
+        key = keys.resolve(issuer, scheme.dwk, scheme.kid)
+    except SignatureFailure:
+        raise
+    except AAuthError as exc:  # MetadataError: issuer_missing / issuer_mismatch
+        raise SignatureFailure(exc.detail, code=exc.code) from None
+    if key.alg not in allowed_algs:
+        raise UnsupportedAlgorithm(
+            f"server key algorithm {key.alg.value} is not accepted",
+            accept_algs=tuple(a.value for a in Alg if a in allowed_algs),
+        )
+    signature = verify_selected(
+        request,
+        selected,
+        key=key,
+        now=now,
+        window=window,
+        required_components=AAUTH_REQUIRED_COMPONENTS,
+        require_body_coverage=True,
+    )
+    return VerifiedServerRequest(issuer=issuer, dwk=scheme.dwk, key=key, signature=signature)
+
+
+# -- messages ----------------------------------------------------------------------------
+
+
+def _json_bytes(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def json_request(method: str, url: str, body: Mapping[str, Any] | None = None) -> HttpRequest:
+    """An unsigned request (JSON body when given)."""
+    if body is None:
+        return HttpRequest(method=method, url=url)
+    return HttpRequest(
+        method=method, url=url, headers={"Content-Type": JSON}, body=_json_bytes(body)
+    )
+
+
+def json_response(
+    status: int,
+    body: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> HttpResponse:
+    fields = dict(headers or {})
+    if body is None:
+        return HttpResponse(status=status, headers=fields)
+    fields.setdefault("Content-Type", JSON)
+    return HttpResponse(status=status, headers=fields, body=_json_bytes(body))
+
+
+def problem_response(error: AAuthError, headers: Mapping[str, str] | None = None) -> HttpResponse:
+    """RFC 9457 problem details; a 401 signature failure also carries ``Signature-Error``
+    (a 403 never does)."""
+    fields = dict(headers or {})
+    if isinstance(error, SignatureFailure) and error.status == 401:
+        fields.update(signature_error_headers(error))
+    fields["Content-Type"] = PROBLEM_JSON
+    return HttpResponse(status=error.status, headers=fields, body=_json_bytes(error.to_problem()))
+
+
+def read_json_body(request: HttpRequest) -> dict[str, Any]:
+    """The request's JSON object body; anything else is ``invalid_request`` (400)."""
+    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type != JSON:
+        raise MalformedInput("the body must be application/json")
+    return load_json_object(request.body, max_size=MAX_BODY, what="request body")
+
+
+def read_json_response(response: HttpResponse) -> dict[str, Any] | None:
+    """A response's JSON object body, or None when it is absent or not a JSON object."""
+    if not response.body:
+        return None
+    try:
+        return load_json_object(response.body, max_size=MAX_BODY, what="response body")
+    except AAuthError:
+        return None
+
+
+def retry_after(response: HttpResponse, default: int = 5) -> int:
+    """``Retry-After`` in seconds (delay form only; absent or unparseable: ``default``)."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return default
+    text = value.strip()
+    if not text.isdigit() or len(text) > 6:
+        return default
+    return int(text)
+
+
+def origin_of(url: str) -> str:
+    """``https://host[:port]`` of an absolute https URL."""
+    https_url(url)
+    scheme_end = url.index("://") + 3
+    slash = url.find("/", scheme_end)
+    return url if slash < 0 else url[:slash]
+
+
+def same_origin_location(base_url: str, location: str | None) -> str:
+    """An absolute pending URL on the origin of ``base_url`` (a path is resolved against
+    it); a missing, cross-origin or malformed ``Location`` raises :class:`MalformedInput`."""
+    if location is None or not location:
+        raise MalformedInput("a deferred response needs a Location")
+    origin = origin_of(base_url)
+    absolute = origin + location if location.startswith("/") else location
+    https_url(absolute, what="Location")
+    if origin_of(absolute) != origin:
+        raise MalformedInput("Location is not on the responding server's origin")
+    return absolute
