@@ -251,3 +251,10 @@ def test_diagram_is_generated_from_the_table() -> None:
         + text
         + "<!-- /diagram:test_flow_engine:ToyClient -->\n"
     )
+
+
+def test_a_bug_in_a_handler_also_leaves_the_machine_in_error() -> None:
+    m = new()
+    with pytest.raises(AssertionError):  # the toy handler asserts it has a request
+        m.handle(Start(request=None, at=1))  # type: ignore[arg-type]
+    assert m.state is State.ERROR

@@ -15,7 +15,8 @@ remembers. :meth:`Machine.handle` is the only mutator:
 A handler that raises leaves nothing half-changed: state and data are replaced only after
 it has returned. An :class:`~aauth_core.errors.AAuthError` from a handler means the
 protocol broke (a peer sent something invalid, or the caller misused the machine): the
-machine moves to ``ERROR`` and the error propagates with its wire code and status. A peer
+machine moves to ``ERROR`` and the error propagates with its wire code and status. Any
+other exception (a bug) also leaves the machine in ``ERROR``. A peer
 that *validly* refuses is a normal outcome: the handler moves to ``FAILED`` and emits a
 :class:`~aauth_flows.machines.actions.Fail` action. Server-side machines turn bad input
 into an error *response* (a normal outcome for a server) and never raise for it.
@@ -33,7 +34,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from attrs import field, frozen
 
 from aauth_core import converter
-from aauth_core.errors import AAuthError, IllegalTransition, MalformedInput
+from aauth_core.errors import IllegalTransition, MalformedInput
 
 __all__ = [
     "Event",
@@ -194,7 +195,9 @@ class Machine(Generic[S, D]):
         handler = self._handlers[type(event)]
         try:
             step = handler(self, self._state, self._data, event)
-        except AAuthError:
+        except Exception:
+            # A protocol error, or a bug in the handler: either way nothing about this
+            # machine can be trusted any more (h11's rule).
             self._state = error_state  # type: ignore[assignment]
             raise
         if step.state not in targets or not isinstance(step.data, self.DATA):
