@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import importlib.util
 import json
 import os
 import sys
@@ -206,12 +207,10 @@ def _pkcs11_store(token_uri: str) -> Any:
     uri = parse_key_ref(token_uri)
     if not isinstance(uri, Pkcs11Uri):
         raise UsageError("a PKCS#11 token is named by a pkcs11: URI")
-    try:
-        from aauth_backends.pkcs11 import Pkcs11KeyStore
-    except ImportError:
-        raise UsageError(
-            "the PKCS#11 backend needs python-pkcs11: pip install 'aauth[pkcs11]'"
-        ) from None
+    if importlib.util.find_spec("pkcs11") is None:
+        raise UsageError("the PKCS#11 backend needs python-pkcs11: pip install 'aauth[pkcs11]'")
+    from aauth_backends.pkcs11 import Pkcs11KeyStore
+
     return Pkcs11KeyStore.from_uri(uri)
 
 
