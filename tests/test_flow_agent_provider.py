@@ -15,6 +15,7 @@ from test_flow_federation_world import AGENT_ID, AP, KEYS, NOW, PS, RESOLVER, si
 from aauth_core.errors import IllegalTransition, LocalProtocolError
 from aauth_core.http import HttpResponse
 from aauth_core.identifiers import AgentId
+from aauth_core.server_requests import verify_server_request
 from aauth_core.signature_key import parse_full
 from aauth_core.tokens import DWK_AGENT, verify_agent_token
 from aauth_flows.machines.actions import (
@@ -41,7 +42,6 @@ from aauth_flows.machines.agent_provider import (
     RevokeAgentToken,
     StaticAgentRegistry,
 )
-from aauth_flows.machines.as_wire import verify_server_request
 from aauth_flows.machines.engine import Action, Event, Snapshot
 
 NONCE = bytes(range(16))

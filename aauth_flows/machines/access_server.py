@@ -44,6 +44,7 @@ from aauth_core.errors import (
 from aauth_core.headers.requirement import Requirement
 from aauth_core.http import HttpRequest
 from aauth_core.jwk import PublicJwk
+from aauth_core.server_requests import verify_server_request
 from aauth_core.tokens.claims import (
     DWK_ACCESS,
     DWK_PERSON,
@@ -85,7 +86,6 @@ from aauth_flows.machines.as_wire import (
     problem_response,
     read_json_body,
     step,
-    verify_server_request,
 )
 from aauth_flows.machines.engine import Action, Event, Machine, Step, handles, table
 from aauth_flows.machines.signing import complete, signing_input

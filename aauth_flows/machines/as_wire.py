@@ -20,36 +20,26 @@ state to keep; :func:`finish_server_request` returns the signed request.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from attrs import field, frozen
 
-from aauth_core.algorithms import DEFAULT_ALGS, Alg
 from aauth_core.errors import (
     AAuthError,
-    InvalidIdentifier,
     LocalProtocolError,
     MalformedInput,
     SignatureFailure,
-    UnsupportedAlgorithm,
 )
 from aauth_core.headers.signature_error import signature_error_headers
 from aauth_core.http import HttpRequest, HttpResponse
 from aauth_core.httpsig import (
     AAUTH_COMPONENTS,
-    DEFAULT_WINDOW,
-    read_signature,
     sign_request,
-    verify_selected,
 )
-from aauth_core.httpsig.verify import AAUTH_REQUIRED_COMPONENTS, VerifiedSignature
-from aauth_core.identifiers import ServerId
-from aauth_core.jwk import PublicJwk
-from aauth_core.signature_key import JwksUriScheme, select, serialize_jwks_uri_scheme
+from aauth_core.signature_key import serialize_jwks_uri_scheme
 from aauth_core.signer import Signer
 from aauth_core.strict_json import load_json_object
-from aauth_core.tokens.verify import KeyResolver
 from aauth_core.urls import https_url
 from aauth_flows.machines.actions import SignBytes
 from aauth_flows.machines.engine import Action, Step
@@ -59,10 +49,8 @@ __all__ = [
     "SERVER_BODY_COMPONENTS",
     "MAX_BODY",
     "PendingSignature",
-    "VerifiedServerRequest",
     "begin_server_request",
     "finish_server_request",
-    "verify_server_request",
     "json_request",
     "json_response",
     "problem_response",
@@ -158,70 +146,6 @@ def finish_server_request(
         headers=request.headers.with_fields(fields),
         body=request.body,
     )
-
-
-@frozen(kw_only=True)
-class VerifiedServerRequest:
-    """A request whose ``jwks_uri`` server signature verified: who signed it, with what."""
-
-    issuer: str
-    dwk: str
-    key: PublicJwk = field(repr=False)
-    signature: VerifiedSignature = field(repr=False)
-
-
-def verify_server_request(
-    request: HttpRequest,
-    *,
-    keys: KeyResolver,
-    dwks: Collection[str],
-    now: int,
-    window: int = DEFAULT_WINDOW,
-    allowed_algs: frozenset[Alg] = DEFAULT_ALGS,
-) -> VerifiedServerRequest:
-    """Verify a server signature (``jwks_uri`` scheme) whose ``dwk`` is one of ``dwks``.
-
-    Every failure is a :class:`SignatureFailure` (401 + ``Signature-Error``): another
-    scheme is ``unsupported_scheme`` (with ``Accept-Signature-Scheme: jwks_uri``); an
-    ``id`` that is not a server identifier, or a ``dwk`` not accepted here, is
-    ``invalid_signature``; the resolver's ``unknown_key`` / ``issuer_missing`` /
-    ``issuer_mismatch`` pass through with their codes; a body must be covered
-    (``content-digest``, checked against the body, and ``content-type``).
-    """
-    selected = read_signature(request.headers, None)
-    raw_key = request.headers.get("signature-key")
-    assert raw_key is not None  # read_signature requires it
-    scheme = select(raw_key, selected.label, accepted_schemes=("jwks_uri",))
-    assert isinstance(scheme, JwksUriScheme)
-    try:
-        issuer = str(ServerId.parse(scheme.id))
-    except InvalidIdentifier as exc:
-        raise SignatureFailure(
-            f"Signature-Key id is not a server identifier: {exc.detail}"
-        ) from None
-    if scheme.dwk not in dwks:
-        raise SignatureFailure(f"Signature-Key dwk {scheme.dwk[:40]!r} is not accepted here")
-    try:
-        key = keys.resolve(issuer, scheme.dwk, scheme.kid)
-    except SignatureFailure:
-        raise
-    except AAuthError as exc:  # MetadataError: issuer_missing / issuer_mismatch
-        raise SignatureFailure(exc.detail, code=exc.code) from None
-    if key.alg not in allowed_algs:
-        raise UnsupportedAlgorithm(
-            f"server key algorithm {key.alg.value} is not accepted",
-            accept_algs=tuple(a.value for a in Alg if a in allowed_algs),
-        )
-    signature = verify_selected(
-        request,
-        selected,
-        key=key,
-        now=now,
-        window=window,
-        required_components=AAUTH_REQUIRED_COMPONENTS,
-        require_body_coverage=True,
-    )
-    return VerifiedServerRequest(issuer=issuer, dwk=scheme.dwk, key=key, signature=signature)
 
 
 # -- messages ----------------------------------------------------------------------------

@@ -25,11 +25,11 @@ from collections.abc import Callable
 
 from attrs import evolve, frozen
 
-from aauth_core.errors import AAuthError, MalformedInput, SignatureFailure
+from aauth_core.errors import AAuthError, MalformedInput
 from aauth_core.http import HttpRequest, HttpResponse
-from aauth_core.httpsig import read_signature, sign_request, verify_selected
-from aauth_core.identifiers import ServerId
-from aauth_core.signature_key import JwksUriScheme, select, serialize_jwks_uri_scheme
+from aauth_core.httpsig import sign_request
+from aauth_core.server_requests import verify_server_request as core_verify_server_request
+from aauth_core.signature_key import serialize_jwks_uri_scheme
 from aauth_core.signer import Signer
 from aauth_core.tokens.claims import DWK_ACCESS, DWK_AGENT, DWK_PERSON, DWK_RESOURCE
 from aauth_flows.machines.actions import (
@@ -79,29 +79,9 @@ _DWKS = frozenset({DWK_AGENT, DWK_PERSON, DWK_ACCESS, DWK_RESOURCE})
 
 def verify_server_request(config: PersonServerConfig, request: HttpRequest, now: int) -> str:
     """Verify a ``jwks_uri``-scheme server signature; return the verified issuer (``id``)."""
-    selected = read_signature(request.headers)
-    raw = request.headers.get("signature-key")
-    assert raw is not None  # read_signature requires it
-    scheme = select(raw, selected.label, accepted_schemes=("jwks_uri",))
-    assert isinstance(scheme, JwksUriScheme)
-    try:
-        issuer = str(ServerId.parse(scheme.id))
-    except AAuthError as exc:
-        raise SignatureFailure(
-            "the signer id is not a server identifier", code="invalid_key"
-        ) from exc
-    if issuer != scheme.id or scheme.dwk not in _DWKS:
-        raise SignatureFailure("the signer id or dwk is not valid", code="invalid_key")
-    key = config.keys.resolve(issuer, scheme.dwk, scheme.kid)
-    verify_selected(
-        request,
-        selected,
-        key=key,
-        now=now,
-        window=config.signature_window,
-        require_body_coverage=True,
-    )
-    return issuer
+    return core_verify_server_request(
+        request, keys=config.keys, dwks=_DWKS, now=now, window=config.signature_window
+    ).issuer
 
 
 class RevocationState(enum.Enum):

@@ -23,16 +23,13 @@ from attrs import evolve, field, frozen
 
 from aauth_core.errors import (
     AAuthError,
-    InvalidIdentifier,
     MalformedInput,
     SignatureErrorCode,
     SignatureFailure,
 )
 from aauth_core.headers.requirement import Requirement
 from aauth_core.http import HttpRequest, HttpResponse
-from aauth_core.httpsig import read_signature, verify_selected
-from aauth_core.identifiers import ServerId
-from aauth_core.signature_key import JwksUriScheme, select
+from aauth_core.server_requests import verify_server_request as core_verify_server_request
 from aauth_core.strict_json import load_json_object
 from aauth_core.tokens.claims import DWK_ACCESS, DWK_PERSON, ResourceTokenClaims
 from aauth_core.tokens.verify import KeyResolver
@@ -254,22 +251,7 @@ def verify_server_request(
 ) -> str:
     """Verify a request a server signed in its own right (``jwks_uri`` scheme, body
     covered); return the signer's issuer. Failures are :class:`SignatureFailure`."""
-    selected = read_signature(request.headers)
-    raw = request.headers.get("signature-key")
-    assert raw is not None  # read_signature requires it
-    scheme = select(raw, selected.label, accepted_schemes=("jwks_uri",))
-    assert isinstance(scheme, JwksUriScheme)  # select admits only the accepted scheme
-    if scheme.dwk not in dwks:
-        raise SignatureFailure(f"dwk {scheme.dwk[:40]!r} cannot revoke tokens here")
-    try:
-        issuer = str(ServerId.parse(scheme.id))
-    except InvalidIdentifier as exc:
-        raise SignatureFailure(f"jwks_uri id is not a server identifier: {exc.detail}") from exc
-    if issuer != scheme.id:
-        raise SignatureFailure("jwks_uri id is not in its canonical form")
-    key = keys.resolve(issuer, scheme.dwk, scheme.kid)
-    verify_selected(request, selected, key=key, now=now, window=window, require_body_coverage=True)
-    return issuer
+    return core_verify_server_request(request, keys=keys, dwks=dwks, now=now, window=window).issuer
 
 
 class RevocationState(enum.Enum):
