@@ -268,16 +268,10 @@ def _missing(what: str) -> LocalProtocolError:
     return LocalProtocolError(f"{what} is missing in this state")
 
 
-_STEP: Any = Step
-
-
 def _step(
     state: AgentState, data: AgentData, actions: Iterable[Action] = ()
 ) -> Step[AgentState, AgentData]:
-    """A :class:`Step`; built through an untyped alias because ``Step``'s
-    ``converter=tuple`` on ``actions`` defeats mypy's inference of that argument."""
-    result: Step[AgentState, AgentData] = _STEP(state=state, data=data, actions=tuple(actions))
-    return result
+    return Step(state=state, data=data, actions=actions)
 
 
 def _fail(state_data: AgentData, error: AAuthError) -> Step[_S, AgentData]:

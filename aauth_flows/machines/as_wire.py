@@ -77,11 +77,8 @@ def need(value: T | None, what: str) -> T:
 
 
 def step(state: S, data: D, actions: Iterable[Action] = ()) -> Step[Any, D]:
-    """A :class:`Step` with actions. (The attrs mypy plugin types ``Step.actions``,
-    whose converter is ``tuple``, as ``Iterable[_T_co]`` and then refuses every value;
-    building the tuple here keeps the handlers' call sites checked.)"""
-    built: Any = tuple(actions)
-    return Step(state=state, data=data, actions=built)
+    """A :class:`Step` (positional shorthand for the AS handlers)."""
+    return Step(state=state, data=data, actions=actions)
 
 
 #: What a server signature covers on a request with a body (-11 §11.3).

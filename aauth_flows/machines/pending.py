@@ -349,16 +349,10 @@ def _missing(what: str) -> LocalProtocolError:
     return LocalProtocolError(f"{what} is missing in this state")
 
 
-_STEP: Any = Step
-
-
 def _step(
     state: PendingState, data: PendingData, actions: Iterable[Action] = ()
 ) -> Step[PendingState, PendingData]:
-    """A :class:`Step`; built through an untyped alias because ``Step``'s
-    ``converter=tuple`` on ``actions`` defeats mypy's inference of that argument."""
-    result: Step[PendingState, PendingData] = _STEP(state=state, data=data, actions=tuple(actions))
-    return result
+    return Step(state=state, data=data, actions=actions)
 
 
 class PendingPoller(Machine[PendingState, PendingData]):

@@ -421,10 +421,8 @@ class ConsentPrompt(Action):
 
 
 def step(*, state: St, data: Dt, actions: Iterable[Action] = ()) -> Step[St, Dt]:
-    """A :class:`Step`: mypy cannot type the engine's ``converter=tuple`` on ``actions``
-    (it asks for ``Iterable[_T_co]``), so the tuple is passed untyped here, once."""
-    steps: Any = tuple(actions)
-    return Step(state=state, data=data, actions=steps)
+    """A :class:`Step` (shorthand for the PS handlers)."""
+    return Step(state=state, data=data, actions=actions)
 
 
 def directed_sub(secret: bytes, person: str, resource: str) -> str:

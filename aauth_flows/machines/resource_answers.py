@@ -291,8 +291,5 @@ def mint_complete(
 
 
 def step(*, state: S, data: D, actions: Iterable[Action] = ()) -> Step[S, D]:
-    """A :class:`Step`. (The attrs mypy plugin types ``Step.actions``, whose converter is
-    ``tuple``, as ``Iterable[_T_co]`` and refuses every value; the tuple is built here,
-    untyped, so the handlers' call sites stay checked.)"""
-    built: Any = tuple(actions)
-    return Step(state=state, data=data, actions=built)
+    """A :class:`Step` (shorthand for the resource handlers)."""
+    return Step(state=state, data=data, actions=actions)
