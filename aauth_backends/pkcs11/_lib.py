@@ -43,6 +43,8 @@ __all__ = [
     "find_private_keys",
     "key_attributes",
     "sign",
+    "sign_prepared",
+    "mechanism_of",
     "generate_keypair",
     "create_private_key",
     "create_public_key",
@@ -381,13 +383,32 @@ def key_attributes(obj: Any, names: Sequence[str]) -> dict[str, Any]:
     return found
 
 
-def sign(key: Any, data: bytes, mechanism: int, *, pin: str | None = None) -> bytes:
-    """One ``C_SignInit`` + ``C_Sign`` with explicit mechanism parameters."""
+def mechanism_of(mechanism: int) -> tuple[Any, Any]:
+    """python-pkcs11's ``(Mechanism, mechanism_param)`` for a signing mechanism number,
+    computed once per key (see :func:`sign_prepared`)."""
     param = _PSS_SHA256 if mechanism == MECH["SHA256_RSA_PKCS_PSS"] else None
     try:
-        return bytes(key.sign(data, mechanism=Mechanism(mechanism), mechanism_param=param, pin=pin))
+        return Mechanism(mechanism), param
+    except ValueError:
+        raise P11Failure(Fault.MECHANISM, "MechanismInvalid") from None
+
+
+def sign_prepared(key: Any, data: bytes, mechanism: Any, param: Any, pin: str | None) -> bytes:
+    """One ``C_SignInit`` + ``C_Sign`` with a :func:`mechanism_of` pair."""
+    try:
+        if param is None and pin is None:
+            signature = key.sign(data, mechanism=mechanism)
+        else:
+            signature = key.sign(data, mechanism=mechanism, mechanism_param=param, pin=pin)
     except pkcs11.PKCS11Error as exc:
         raise _failure(exc) from exc
+    return signature if type(signature) is bytes else bytes(signature)
+
+
+def sign(key: Any, data: bytes, mechanism: int, *, pin: str | None = None) -> bytes:
+    """One ``C_SignInit`` + ``C_Sign`` with explicit mechanism parameters."""
+    chosen, param = mechanism_of(mechanism)
+    return sign_prepared(key, data, chosen, param, pin)
 
 
 def _hygiene(key_id: bytes, label: str, allowed: Sequence[int]) -> dict[Any, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,12 +34,13 @@ log = structlog.get_logger(__name__)
 class PooledSession:
     """One PIN-less session and the key handles found in it."""
 
-    __slots__ = ("alive", "generation", "key_epoch", "keys", "session")
+    __slots__ = ("alive", "epoch", "generation", "key_epoch", "keys", "session")
 
-    def __init__(self, session: Any, generation: int, key_epoch: int) -> None:
+    def __init__(self, session: Any, generation: int, key_epoch: int, epoch: int) -> None:
         self.session = session
         self.generation = generation
         self.key_epoch = key_epoch
+        self.epoch = epoch
         self.keys: dict[object, Any] = {}
         self.alive = True
 
@@ -51,6 +53,12 @@ class SessionPool:
 
     ``login`` is called with the holder session to log in; it owns the PIN (the pool never
     sees it) and raises the backend error for a refused PIN.
+
+    The bound is a ``queue.SimpleQueue`` holding ``size`` tokens: borrowing takes one
+    (waiting up to the borrow timeout when none is left), giving back puts it back, so
+    no more than ``size`` sessions are ever in use. Idle sessions wait in a LIFO deque
+    (the most recently used one, with its key handles, is reused first). The common
+    case is a few C-level calls (queue get/put, deque pop/append), no Python lock.
     """
 
     def __init__(
@@ -74,7 +82,7 @@ class SessionPool:
         self._timeout = borrow_timeout
         self.token_name = token_name
         self._state_lock = threading.RLock()
-        self._slots = threading.BoundedSemaphore(size)
+        self._slots = self._new_slots()
         self._idle: collections.deque[PooledSession] = collections.deque()
         self._token: Any = None
         self._holder: Any = None
@@ -83,6 +91,12 @@ class SessionPool:
         self._epoch = fork_epoch()
         self._closed = False
         self._key_epoch = 0
+
+    def _new_slots(self) -> queue.SimpleQueue[None]:
+        slots: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(self._size):
+            slots.put(None)
+        return slots
 
     # -- state
 
@@ -139,11 +153,12 @@ class SessionPool:
         # In a child: the parent's handles are not ours. Forget them without closing
         # (closing could hit a handle number the child's module reuses) and start again.
         self._state_lock = threading.RLock()
-        self._slots = threading.BoundedSemaphore(self._size)
+        self._slots = self._new_slots()
         self._idle = collections.deque()
         self._holder = None
         self._token = None
         self._epoch = fork_epoch()
+        self._generation += 1  # a session borrowed before the fork is not given back
 
     def _drop_sessions(self, *, close: bool) -> None:
         idle, self._idle = self._idle, collections.deque()
@@ -159,48 +174,93 @@ class SessionPool:
 
     # -- borrowing
 
+    def borrow(self) -> PooledSession:
+        """Take a session for one operation; hand it back with :meth:`give_back`.
+
+        Raises :class:`BorrowTimeout` when no session becomes free within the borrow
+        timeout, :class:`StoreClosed` after :meth:`close`.
+        """
+        if (
+            self._holder is None
+            or self._closed
+            or self._epoch != fork_epoch()
+            or self._module.ensure_current() != self._module_generation
+        ):
+            self._ensure_started()
+        slots = self._slots
+        try:
+            slots.get_nowait()
+        except queue.Empty:
+            self._wait(slots)
+        try:
+            pooled: PooledSession | None = self._idle.pop()
+        except IndexError:
+            pooled = None
+        if (
+            pooled is not None
+            and pooled.generation == self._generation
+            and pooled.key_epoch == self._key_epoch
+        ):
+            return pooled
+        return self._refresh(slots, pooled)
+
+    def give_back(self, pooled: PooledSession) -> None:
+        """Return a borrowed session (and its slot; a dropped session is not kept)."""
+        if pooled.alive and pooled.generation == self._generation:
+            self._idle.append(pooled)
+            self._slots.put(None)
+            return
+        if pooled.epoch != self._epoch:
+            return  # borrowed in the parent before a fork: the child's slots are fresh
+        if pooled.alive:
+            self.discard(pooled)
+        self._slots.put(None)
+
     @contextlib.contextmanager
     def session(self) -> Iterator[PooledSession]:
-        """Borrow a session for one operation."""
-        self._ensure_started()
-        slots = self._slots
+        """Borrow a session for one operation (a context manager over :meth:`borrow`)."""
+        pooled = self.borrow()
+        try:
+            yield pooled
+        finally:
+            self.give_back(pooled)
+
+    def _wait(self, slots: queue.SimpleQueue[None]) -> None:
         started = time.monotonic()
-        if not slots.acquire(timeout=self._timeout):
+        try:
+            slots.get(True, self._timeout)
+        except queue.Empty:
             raise BorrowTimeout(
                 f"no PKCS#11 session of token {self.token_name} became free within "
                 f"{self._timeout:g} s (pool size {self._size})"
-            )
+            ) from None
         waited = time.monotonic() - started
-        pooled: PooledSession | None = None
-        try:
-            pooled = self._take()
-            yield pooled
-        finally:
-            if pooled is not None and pooled.alive:
-                if pooled.generation == self._generation:
-                    self._idle.append(pooled)
-                else:
-                    self.discard(pooled)
-            slots.release()
-            if waited > 0.5:
-                log.info("aauth.pkcs11.pool_wait", token=self.token_name, waited_s=round(waited, 3))
+        if waited > 0.5:
+            log.info("aauth.pkcs11.pool_wait", token=self.token_name, waited_s=round(waited, 3))
 
-    def _take(self) -> PooledSession:
-        while True:
-            try:
-                pooled = self._idle.pop()
-            except IndexError:
-                break
-            if pooled.generation != self._generation:
+    def _refresh(
+        self, slots: queue.SimpleQueue[None], pooled: PooledSession | None
+    ) -> PooledSession:
+        """A current session for a taken slot: stale ones closed, else a new one opened.
+        On failure the slot is given back."""
+        try:
+            while pooled is not None and pooled.generation != self._generation:
                 self.discard(pooled)
-                continue
-            if pooled.key_epoch != self._key_epoch:
-                pooled.keys.clear()
-                pooled.key_epoch = self._key_epoch
-            return pooled
-        with self._module.lock:
-            session = _lib.open_session(self._token)
-        return PooledSession(session, self._generation, self._key_epoch)
+                try:
+                    pooled = self._idle.pop()
+                except IndexError:
+                    pooled = None
+            if pooled is not None:
+                if pooled.key_epoch != self._key_epoch:
+                    pooled.keys.clear()
+                    pooled.key_epoch = self._key_epoch
+                return pooled
+            with self._module.lock:
+                session = _lib.open_session(self._token)
+            return PooledSession(session, self._generation, self._key_epoch, self._epoch)
+        except BaseException:
+            slots.put(None)
+            raise
 
     def discard(self, pooled: PooledSession) -> None:
         """Drop a session whose handle went bad (it is not put back)."""

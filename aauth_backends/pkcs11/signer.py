@@ -10,7 +10,7 @@ CKM_SHA256_RSA_PKCS_PSS (SHA-256, MGF1-SHA-256, salt 32), RS256 with CKM_SHA256_
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from attrs import frozen
 
@@ -20,7 +20,7 @@ from aauth_core.jwk import PublicJwk
 if TYPE_CHECKING:
     from aauth_backends.pkcs11.store import Pkcs11KeyStore
 
-__all__ = ["Pkcs11KeyDetails", "Pkcs11Signer"]
+__all__ = ["Pkcs11KeyDetails", "Pkcs11Signer", "SignPlan"]
 
 
 @frozen(kw_only=True)
@@ -49,11 +49,22 @@ class Pkcs11KeyDetails:
         return ", ".join(parts) or "unnamed key"
 
 
+@frozen(kw_only=True)
+class SignPlan:
+    """What every signature with one key needs, worked out once when the signer opens:
+    the key-handle cache key and python-pkcs11's mechanism and parameters."""
+
+    details: Pkcs11KeyDetails
+    cache_key: tuple[bytes, str | None, int]
+    mechanism: Any
+    param: Any
+
+
 class Pkcs11Signer:
     """Signs with one token key through its :class:`Pkcs11KeyStore`'s session pool."""
 
     engine = "pkcs11"
-    __slots__ = ("_details", "_hash", "_jwk", "_key_id", "_size", "_store")
+    __slots__ = ("_details", "_hash", "_jwk", "_key_id", "_plan", "_size", "_store")
 
     def __init__(
         self, *, store: Pkcs11KeyStore, details: Pkcs11KeyDetails, public: PublicJwk
@@ -64,6 +75,7 @@ class Pkcs11Signer:
         self._jwk = public.with_kid(self._key_id)
         self._hash = {Alg.ES256: hashlib.sha256, Alg.ES384: hashlib.sha384}.get(details.alg)
         self._size = {Alg.ES256: 64, Alg.ES384: 96, Alg.ED25519: 64}.get(details.alg, 0)
+        self._plan = store._plan(details)
 
     @property
     def key_id(self) -> str:
@@ -86,12 +98,12 @@ class Pkcs11Signer:
 
     def sign(self, data: bytes) -> bytes:
         """Sign ``data``; JOSE wire format. Raises a ``BackendError`` on token failure."""
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise TypeError(f"data to sign must be bytes, not {type(data).__name__}")
-        payload = bytes(data)
-        if self._hash is not None:
-            payload = self._hash(payload).digest()
-        signature = self._store._sign(self._details, payload)
+        if type(data) is not bytes:
+            if not isinstance(data, bytes | bytearray | memoryview):
+                raise TypeError(f"data to sign must be bytes, not {type(data).__name__}")
+            data = bytes(data)
+        payload = data if self._hash is None else self._hash(data).digest()
+        signature = self._store._sign_planned(self._plan, payload)
         if self._size and len(signature) != self._size:
             self._store._bad_signature(self._details, len(signature))
         return signature

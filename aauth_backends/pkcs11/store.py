@@ -63,7 +63,7 @@ from aauth_backends.pkcs11.module import (
     release_module,
 )
 from aauth_backends.pkcs11.pool import PooledSession, SessionPool
-from aauth_backends.pkcs11.signer import Pkcs11KeyDetails, Pkcs11Signer
+from aauth_backends.pkcs11.signer import Pkcs11KeyDetails, Pkcs11Signer, SignPlan
 from aauth_backends.software import as_alg, resolve_alg
 from aauth_backends.uris import Pkcs11Uri, check_key_name, parse_key_ref
 from aauth_core.algorithms import Alg
@@ -179,6 +179,7 @@ class Pkcs11KeyStore:
         self._mechanisms: frozenset[int] | None = None
         self._closed = False
         self._login_key: tuple[str, str] | None = None
+        self._touch_policy = config.touch_policy
         self._module = acquire_module(self._module_path, config.loading)
         try:
             self._pool = SessionPool(
@@ -334,49 +335,6 @@ class Pkcs11KeyStore:
                 self._pool.restart()
             raise self._error(failure, what, details) from failure
 
-    def _run(self, what: str, details: Pkcs11KeyDetails, op: Callable[[PooledSession], _T]) -> _T:
-        """Run ``op`` on a pooled session, recovering once from a stale session, login
-        or handle."""
-        if self._closed:
-            raise StoreClosed(f"the key store for token {self._token_name} is closed")
-        recovered: str | None = None
-        while True:
-            try:
-                with self._pool.session() as pooled:
-                    try:
-                        result = op(pooled)
-                    except _lib.P11Failure as failure:
-                        if recovered is not None or failure.fault not in _RECOVERABLE:
-                            raise
-                        if self._config.touch_policy and failure.fault is _lib.Fault.NOT_LOGGED_IN:
-                            raise
-                        recovered = failure.name
-                        self._prepare_retry(failure, pooled)
-                        continue
-            except _lib.P11Failure as failure:
-                if failure.fault in (_lib.Fault.DEVICE, _lib.Fault.NOT_INITIALIZED):
-                    self._pool.restart()
-                error = self._error(failure, what, details)
-                log.warning(
-                    f"aauth.pkcs11.{what.replace(' ', '_')}_failed",
-                    token=self._label,
-                    key=details.describe(),
-                    alg=details.alg.value,
-                    error=failure.name,
-                    raised=type(error).__name__,
-                    retried=recovered is not None,
-                )
-                raise error from failure
-            if recovered is not None:
-                log.info(
-                    "aauth.pkcs11.recovered",
-                    token=self._label,
-                    key=details.describe(),
-                    alg=details.alg.value,
-                    fault=recovered,
-                )
-            return result
-
     def _prepare_retry(self, failure: _lib.P11Failure, pooled: PooledSession) -> None:
         if failure.fault is _lib.Fault.SESSION:
             self._pool.discard(pooled)
@@ -389,35 +347,103 @@ class Pkcs11KeyStore:
 
     # -- signing (called by Pkcs11Signer)
 
-    def _key_in(self, pooled: PooledSession, details: Pkcs11KeyDetails) -> Any:
-        cache_key = (details.cka_id, details.label, details.key_type)
-        key = pooled.keys.get(cache_key)
-        if key is None:
-            key = _lib.find_private_key(
-                pooled.session,
-                key_id=details.cka_id or None,
-                label=None if details.cka_id else details.label,
-                key_type=details.key_type,
-            )
-            pooled.keys[cache_key] = key
+    def _plan(self, details: Pkcs11KeyDetails) -> SignPlan:
+        """What signing with ``details`` needs on every call, worked out once."""
+        mechanism, param = _lib.mechanism_of(details.mechanism)
+        return SignPlan(
+            details=details,
+            cache_key=(details.cka_id, details.label, details.key_type),
+            mechanism=mechanism,
+            param=param,
+        )
+
+    def _find_key(self, pooled: PooledSession, plan: SignPlan) -> Any:
+        details = plan.details
+        key = _lib.find_private_key(
+            pooled.session,
+            key_id=details.cka_id or None,
+            label=None if details.cka_id else details.label,
+            key_type=details.key_type,
+        )
+        pooled.keys[plan.cache_key] = key
         return key
 
     def _sign(self, details: Pkcs11KeyDetails, payload: bytes) -> bytes:
-        if self._config.touch_policy and _in_event_loop():
+        return self._sign_planned(self._plan(details), payload)
+
+    def _sign_planned(self, plan: SignPlan, payload: bytes) -> bytes:
+        """Sign on a pooled session, recovering once from a stale session, login or
+        handle. The common case is: borrow, cached key handle, ``C_Sign``, give back."""
+        if self._closed:
+            raise StoreClosed(f"the key store for token {self._token_name} is closed")
+        details = plan.details
+        if self._touch_policy and _in_event_loop():
             raise BackendError(
                 f"key {details.describe()} on token {self._token_name} waits for a touch: "
                 "sign from a worker thread (AsyncSignerAdapter), never from the event loop",
                 ref=details.ref,
             )
         pin = self._config.read_pin() if details.always_authenticate else None
-        lock = self._module.lock
+        pool = self._pool
+        module = self._module
+        recovered: str | None = None
+        while True:
+            try:
+                pooled = pool.borrow()
+                try:
+                    if module.loading == "proxy":  # p11-kit and the module lock for themselves
+                        key = pooled.keys.get(plan.cache_key)
+                        if key is None:
+                            key = self._find_key(pooled, plan)
+                        signature = _lib.sign_prepared(
+                            key, payload, plan.mechanism, plan.param, pin
+                        )
+                    else:
+                        with module.lock:
+                            key = pooled.keys.get(plan.cache_key)
+                            if key is None:
+                                key = self._find_key(pooled, plan)
+                            signature = _lib.sign_prepared(
+                                key, payload, plan.mechanism, plan.param, pin
+                            )
+                except _lib.P11Failure as failure:
+                    if recovered is not None or failure.fault not in _RECOVERABLE:
+                        raise
+                    if self._touch_policy and failure.fault is _lib.Fault.NOT_LOGGED_IN:
+                        raise
+                    recovered = failure.name
+                    self._prepare_retry(failure, pooled)
+                    continue
+                finally:
+                    pool.give_back(pooled)
+            except _lib.P11Failure as failure:
+                self._sign_failed(failure, details, recovered)
+            if recovered is not None:
+                log.info(
+                    "aauth.pkcs11.recovered",
+                    token=self._label,
+                    key=details.describe(),
+                    alg=details.alg.value,
+                    fault=recovered,
+                )
+            return signature
 
-        def op(pooled: PooledSession) -> bytes:
-            with lock:
-                key = self._key_in(pooled, details)
-                return _lib.sign(key, payload, details.mechanism, pin=pin)
-
-        return self._run("sign", details, op)
+    def _sign_failed(
+        self, failure: _lib.P11Failure, details: Pkcs11KeyDetails, recovered: str | None
+    ) -> NoReturn:
+        if failure.fault in (_lib.Fault.DEVICE, _lib.Fault.NOT_INITIALIZED):
+            self._pool.restart()
+        error = self._error(failure, "sign", details)
+        log.warning(
+            "aauth.pkcs11.sign_failed",
+            token=self._label,
+            key=details.describe(),
+            alg=details.alg.value,
+            error=failure.name,
+            raised=type(error).__name__,
+            retried=recovered is not None,
+        )
+        raise error from failure
 
     def _bad_signature(self, details: Pkcs11KeyDetails, size: int) -> NoReturn:
         raise Pkcs11Failure(
