@@ -258,3 +258,17 @@ def test_a_bug_in_a_handler_also_leaves_the_machine_in_error() -> None:
     with pytest.raises(AssertionError):  # the toy handler asserts it has a request
         m.handle(Start(request=None, at=1))  # type: ignore[arg-type]
     assert m.state is State.ERROR
+
+
+def test_flow_docs_diagrams_are_the_tables() -> None:
+    """docs/flows*.md hold diagrams generated from the machines' tables, never edited by
+    hand: regenerating them changes nothing."""
+    from pathlib import Path
+
+    from aauth_flows.machines.diagrams import _MARKER, main
+
+    root = Path(__file__).resolve().parent.parent / "docs"
+    pages = [root / "flows.md", *sorted((root / "flows").glob("*.md"))]
+    assert len(pages) >= 6
+    assert sum(len(_MARKER.findall(p.read_text(encoding="utf-8"))) for p in pages) >= 15
+    assert main(["--check", *map(str, pages)]) == 0
