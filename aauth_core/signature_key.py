@@ -366,9 +366,25 @@ def serialize_scheme(label: str, scheme: SignatureKeyScheme) -> str:
     )
 
 
+# The agent presents the same token on many requests: the checked ``sig`` member of the
+# last tokens is kept (bounded; cleared when full; dict operations are atomic).
+_SIG_MEMO: dict[str, str] = {}
+_SIG_MEMO_MAX = 256
+
+
 def serialize_jwt_scheme(label: str, jwt: str, *, cache: bool = False) -> str:
     """``sig=jwt;jwt="..."``: what an agent sends (on every request, so the plain case
     is formatted directly once the label and the token's characters are checked)."""
+    if label == "sig" and cache is False:
+        member = _SIG_MEMO.get(jwt) if type(jwt) is str else None
+        if member is not None:
+            return member
+        if type(jwt) is str and jwt and _JWT_CHARS.fullmatch(jwt):
+            member = f'sig=jwt;jwt="{jwt}"'
+            if len(_SIG_MEMO) >= _SIG_MEMO_MAX:
+                _SIG_MEMO.clear()
+            _SIG_MEMO[jwt] = member
+            return member
     if (
         type(label) is str
         and _LABEL_RE.fullmatch(label)

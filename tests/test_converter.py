@@ -424,7 +424,18 @@ def _samples() -> list[Sample]:
     add(HttpRequest(method="GET", url=RS))
     add(RESPONSE)
     add(VERIFIED_REQUEST)
+    add(_verified_server_request())
     return out
+
+
+def _verified_server_request() -> Any:
+    from test_server_requests import KEYS, signed
+    from test_server_requests import NOW as SERVER_NOW
+
+    from aauth_core.server_requests import verify_server_request
+    from aauth_core.tokens import DWK_PERSON
+
+    return verify_server_request(signed(), keys=KEYS, dwks=(DWK_PERSON,), now=SERVER_NOW)
 
 
 SAMPLES = _samples()
