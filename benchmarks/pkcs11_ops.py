@@ -1,0 +1,144 @@
+"""The PKCS#11 rows of ``make bench``: SoftHSM2 keys signing through our backend, against
+python-pkcs11's own ``sign`` on the same key in the same run, and thread scaling.
+
+A private SoftHSM2 token is created in a temporary directory (its own ``SOFTHSM2_CONF``);
+nothing global is touched. Without SoftHSM2 these rows are left out with one line saying
+why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aauth_core.algorithms import Alg
+from aauth_core.http import HttpRequest
+from aauth_core.requests import sign_aauth_request
+from benchmarks.harness import Operation
+
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+PIN = "1234"
+ALGS = (Alg.ED25519, Alg.ES256, Alg.PS256)
+
+
+def unavailable() -> str | None:
+    if shutil.which("softhsm2-util") is None or not os.path.exists(SOFTHSM_MODULE):
+        return "SoftHSM2 is not installed (make bench installs it when run as root)"
+    try:
+        import pkcs11  # noqa: F401
+    except ImportError:
+        return "python-pkcs11 is not installed"
+    return None
+
+
+def private_token(label: str = "bench") -> Path:
+    """A fresh SoftHSM2 token in a temporary directory; sets ``SOFTHSM2_CONF``."""
+    root = Path(tempfile.mkdtemp(prefix="aauth-bench-softhsm-"))
+    (root / "tokens").mkdir()
+    conf = root / "softhsm2.conf"
+    conf.write_text(
+        f"directories.tokendir = {root / 'tokens'}\nobjectstore.backend = file\n"
+        "log.level = ERROR\nslots.removable = false\n",
+        encoding="utf-8",
+    )
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    subprocess.run(
+        [
+            "softhsm2-util",
+            "--init-token",
+            "--free",
+            "--label",
+            label,
+            "--pin",
+            PIN,
+            "--so-pin",
+            "5678",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return root
+
+
+def _raw_signer(details: Any, loaded_path: str) -> Callable[[bytes], bytes]:
+    """python-pkcs11 signing with the same key, its own session, no aauth code between."""
+    import pkcs11
+    from pkcs11 import MGF, Mechanism, ObjectClass
+
+    lib = pkcs11.lib(loaded_path)  # python-pkcs11 keeps one lib per path: the store's own
+    token = lib.get_token(token_label=details.token_label)
+    session = token.open()  # the store's login holder covers this session
+    key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, id=details.cka_id)
+    if details.alg is Alg.ED25519:
+        return lambda data: key.sign(data, mechanism=Mechanism.EDDSA)
+    if details.alg is Alg.ES256:
+        return lambda data: key.sign(hashlib.sha256(data).digest(), mechanism=Mechanism.ECDSA)
+    params = (Mechanism.SHA256, MGF.SHA256, 32)
+    return lambda data: key.sign(
+        data, mechanism=Mechanism.SHA256_RSA_PKCS_PSS, mechanism_param=params
+    )
+
+
+def build(
+    request: HttpRequest, token: str, now: int, software: dict[Alg, Any], sodium: Any
+) -> tuple[list[Operation], Any]:
+    """The PKCS#11 operations, and the store to close afterwards."""
+    from aauth_backends.pkcs11 import P11KIT_PROXY, Pkcs11Config, Pkcs11KeyStore
+
+    private_token()
+    store = Pkcs11KeyStore(Pkcs11Config(module_path=SOFTHSM_MODULE, token_label="bench", pin=PIN))
+    loaded_path = P11KIT_PROXY if store.loading == "proxy" else SOFTHSM_MODULE
+    ops: list[Operation] = []
+    base = b"x" * 290  # the size of the RFC 9421 B.2.6 signature base
+    for alg in ALGS:
+        signer = store.get_signer(store.generate(alg, f"bench-{alg.value}"))
+        raw = _raw_signer(signer.details, loaded_path)
+        raw_name = f"raw python-pkcs11 sign, {alg.value} (SoftHSM2)"
+        one = f"PKCS#11 signer, {alg.value}, 1 thread"
+        ops += [
+            Operation(raw_name, lambda raw=raw: raw(base), group="pkcs11"),
+            Operation(
+                f"AAuth request sign (PKCS#11 {alg.value})",
+                lambda s=signer: sign_aauth_request(request, s, token=token, created=now),
+                baseline=raw_name,
+                group="pkcs11",
+            ),
+            Operation(one, lambda s=signer: s.sign(base), baseline=raw_name, group="threads"),
+            Operation(
+                f"PKCS#11 signer, {alg.value}, 2 threads",
+                lambda s=signer: s.sign(base),
+                baseline=one,
+                threads=2,
+                group="threads",
+            ),
+        ]
+    for alg, signer in software.items():
+        one = f"cryptography signer, {alg.value}, 1 thread"
+        ops += [
+            Operation(one, lambda s=signer: s.sign(base), group="threads"),
+            Operation(
+                f"cryptography signer, {alg.value}, 2 threads",
+                lambda s=signer: s.sign(base),
+                baseline=one,
+                threads=2,
+                group="threads",
+            ),
+        ]
+    one = "PyNaCl signer, Ed25519, 1 thread"
+    ops += [
+        Operation(one, lambda: sodium.sign(base), group="threads"),
+        Operation(
+            "PyNaCl signer, Ed25519, 2 threads",
+            lambda: sodium.sign(base),
+            baseline=one,
+            threads=2,
+            group="threads",
+        ),
+    ]
+    return ops, store
