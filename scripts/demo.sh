@@ -3,8 +3,9 @@
 #
 # An Agent Provider (AP) key and an agent key; an agent token the AP mints for the agent;
 # requests the agent signs with its key (presenting the token in Signature-Key); a
-# resource verifying them; and the rejections a resource answers with Signature-Error
-# when one byte changes, the token expires, or the signature is stale or from the future.
+# resource verifying them; the rejections a resource answers with Signature-Error
+# when one byte changes, the token expires, or the signature is stale or from the future;
+# and the same agent signing with a key on a PKCS#11 token (a private SoftHSM2 token).
 # Every expected outcome is checked: if the command's behaviour changes, the demo fails.
 set -euo pipefail
 
@@ -136,6 +137,38 @@ out="$("$AAUTH" verify --request get.json --jwks "$AP=empty.jwks" --now "$NOW" 2
 printf '%s\n' "$out" | show
 grep -q '^Signature-Error: error=unknown_key' <<<"$out" || die "expected unknown_key"
 
+step "8) The agent's key on a hardware token: PKCS#11 on a private SoftHSM2 token"
+if ! command -v softhsm2-util >/dev/null || [[ ! -e /usr/lib/softhsm/libsofthsm2.so ]]; then
+    say "SoftHSM2 is not installed here (make demo installs it when run as root): step skipped"
+    HSM_RESULT="skipped (no SoftHSM2)"
+else
+    mkdir -p softhsm/tokens
+    printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
+        "$WORK/softhsm/tokens" >softhsm/softhsm2.conf
+    export SOFTHSM2_CONF="$WORK/softhsm/softhsm2.conf"
+    softhsm2-util --init-token --free --label demo --pin 246810 --so-pin 13579111 >/dev/null
+    printf 246810 >pin.txt && chmod 600 pin.txt
+    TOKEN="pkcs11:token=demo?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:$WORK/pin.txt"
+    say "an ES256 key generated on the token (sensitive, never extractable):"
+    "$AAUTH" keygen --backend pkcs11 --token "$TOKEN" --name agent --alg ES256 --json >hsm-key.json
+    HSM_KEY="$("$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["key"])' <hsm-key.json)"
+    "$AAUTH" keys list --store "$TOKEN" | show
+    say "the AP binds a new agent token to it; the agent signs on the token; the resource verifies"
+    "$AAUTH" token mint --type agent --key ap.pem --iss "$AP" --sub "$AGENT" --ps "$PS" \
+        --cnf-key "$HSM_KEY" --now "$NOW" >hsm-agent.jwt
+    "$AAUTH" sign --key "$HSM_KEY" --token @hsm-agent.jwt --now "$NOW" \
+        --method GET --url "$RESOURCE/calendar/events?day=today" --out hsm-get.json | show
+    expect_valid hsm-get.json
+    say "a wrong PIN is refused once, never retried, and never printed:"
+    printf 999999 >wrong-pin.txt
+    out="$("$AAUTH" keys list --store "pkcs11:token=demo?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:$WORK/wrong-pin.txt" 2>&1)" &&
+        die "a wrong PIN was accepted"
+    printf '%s\n' "$out" | tail -n 1
+    grep -q "refused the PIN" <<<"$out" || die "expected the PIN refusal"
+    ! grep -q 999999 <<<"$out" || die "the PIN was printed"
+    HSM_RESULT="ES256 key on SoftHSM2 signed a request: VALID; wrong PIN refused"
+fi
+
 step "Summary"
 cat <<EOF
 - keys: AP Ed25519 (cryptography), agent Ed25519 (PyNaCl), agent thumbprint $AGENT_JKT
@@ -144,5 +177,6 @@ cat <<EOF
 - one byte changed in the path or the body: REJECTED, invalid_signature
 - token two hours old: expired_jwt; signature 120 s old: invalid_signature;
   verifier clock 120 s behind the token: clock_skew; issuer key unknown: unknown_key
+- hardware token: $HSM_RESULT
 demo: OK
 EOF
