@@ -150,7 +150,11 @@ def _session_flow(r: Resource) -> tuple[str, str]:
     assert "aauth-requirement" not in interacting.headers
     r.decide(pending_id, approved=True)
     done = r.poll(location, signed(agent_token(), url=location))
-    assert done.status == 200 and body_of(done) == {"status": "authorized", "scope": "notes"}
+    # §6.2 step 5: the answer is the held call's result, served once with the new session
+    assert done.status == 200 and body_of(done) == {"ok": True}
+    [held] = r.served
+    assert held.request.url == RS + "/managed/list"
+    assert isinstance(held.principal, AgentPrincipal) and held.principal.session is not None
     session = done.headers.get("aauth-access")
     assert session is not None
     assert r.state_of(pending_id) is PendingState.GONE

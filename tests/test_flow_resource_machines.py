@@ -262,8 +262,14 @@ def test_pending_interaction_snapshot_after_202_restores_in_a_new_process() -> N
     machine = PendingInteraction.restore(Snapshot.from_json(text), config=config)
     machine.handle(UserDecided(approved=True, at=NOW + 6))
     poll = signed(agent_token(), url=location, created=NOW + 7)
-    actions = machine.handle(RequestReceived(request=poll, at=NOW + 7, random=random_bytes()))
-    record, answer = actions
+    [serve] = machine.handle(RequestReceived(request=poll, at=NOW + 7, random=random_bytes()))
+    # §6.2 step 5: the held call is served (once) as the agent with its new session
+    assert isinstance(serve, Serve) and serve.request.url == RS + "/managed"
+    assert machine.state is PendingState.SERVING
+    text = machine.snapshot().to_json()
+    machine = PendingInteraction.restore(Snapshot.from_json(text), config=config)
+    served = HttpResponse(status=200, headers={"Content-Type": "application/json"}, body=b"{}")
+    record, answer = machine.handle(Served(response=served, at=NOW + 7))
     assert other_store.apply(record)
     assert isinstance(answer, Respond) and answer.response.status == 200
     token = answer.response.headers.get("aauth-access")

@@ -316,6 +316,8 @@ def _session(r: Resource) -> str:
     r.decide(pending_id, approved=True)
     session = r.poll(location, signed(agent_token(), url=location)).headers.get("aauth-access")
     assert session is not None
+    assert len(r.served) == 1  # the held call, served once with the new session (§6.2)
+    r.served.clear()
     return session
 
 

@@ -442,7 +442,9 @@ class AuthTokenExchange(Machine[ExchangeState, ExchangeData]):
         if signed.issuer != context.ps:  # only the PS that asked may poll
             return step(state, data, [Respond(response=problem_response(_not_found()))])
         if state is not X.PENDING:
-            gone = AAuthError("the pending request has been answered", code="gone", status=410)
+            gone = AAuthError(
+                "the pending request has been answered", code="invalid_code", status=410
+            )
             return step(X.GONE, data, [Respond(response=problem_response(gone))])
         if request.method == "DELETE":
             return step(X.GONE, data, [Respond(response=json_response(204))])

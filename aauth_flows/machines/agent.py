@@ -23,6 +23,10 @@ What the driver does for it (actions → events):
 
 Refresh is top-down (agent token → person token → resource + auth token): no token with
 less than ``AgentConfig.margin`` (5 minutes) left is presented.
+
+The proactive path of §6.4 is a call too: :class:`StartCall` with ``authorize=True`` for
+a ``POST`` to the resource's ``authorization_endpoint`` signs it with a person token and
+takes the ``200 {"resource_token"}`` to the PS; the auth token lands in the store.
 """
 
 from __future__ import annotations
@@ -198,6 +202,8 @@ class AgentData:
     to_sign: bytes = field(default=b"", repr=False)
     poller: PollerSlot | None = None
     parked: PollerSlot | None = None
+    authorize: bool = False
+    authorization: HttpResponse | None = None
 
 
 @frozen(kw_only=True)
@@ -219,6 +225,11 @@ class StartCall(Event):
     at: int
     mission_s256: str | None = None
     justification: str | None = None
+    #: ``request`` is a ``POST`` to the resource's ``authorization_endpoint`` (§5.2, the
+    #: proactive path of §6.4): it is signed with a person token, and a ``200
+    #: {"resource_token"}`` is taken to the PS; the call delivers that 200 once the auth
+    #: token is in the store.
+    authorize: bool = False
 
 
 @frozen(kw_only=True)
@@ -378,7 +389,7 @@ class AgentFlow(Machine[AgentState, AgentData]):
         obtained = data.obtained
         if obtained is not None and at < obtained.exp:
             return obtained  # just issued for this call: presented even inside the margin
-        auth = store.auth_token(data.resource, at, cfg.margin)
+        auth = None if data.authorize else store.auth_token(data.resource, at, cfg.margin)
         if auth is not None:
             return auth
         if store.has_person_token(data.resource, data.mission_s256):
@@ -497,6 +508,7 @@ class AgentFlow(Machine[AgentState, AgentData]):
             resource=_resource_of(event.request.url),
             mission_s256=event.mission_s256,
             justification=event.justification,
+            authorize=event.authorize,
         )
         return self._advance(data, event.at)
 
@@ -590,6 +602,12 @@ class AgentFlow(Machine[AgentState, AgentData]):
             return _fail(data, problem_error(response, "payment_required", "the resource"))
         if status == 403:
             return _fail(data, problem_error(response, "denied", "the resource"))
+        if data.authorize and status == 200:
+            resource_token = json_body(response).get("resource_token")
+            if isinstance(resource_token, str):
+                # §6.4 proactive path: the resource token goes to the PS like a challenge's.
+                data = evolve(data, authorization=response)
+                return self._challenge(data, resource_token, at, parked=None)
         return self._done(data, response)
 
     def _done(self, data: AgentData, response: HttpResponse) -> Step[_S, AgentData]:
@@ -734,6 +752,9 @@ class AgentFlow(Machine[AgentState, AgentData]):
                 raise _missing("agent")
             return self._start_poll(data, Exchange.PERSON_TOKEN, response, agent.token, at)
         if response.status != 200:
+            refreshed = self._agent_token_refused(data, response, at)
+            if refreshed is not None:
+                return refreshed
             return _fail(data, problem_error(response, _default_code(response), "the PS"))
         token = json_body(response).get("person_token")
         if not isinstance(token, str):
@@ -765,6 +786,9 @@ class AgentFlow(Machine[AgentState, AgentData]):
             return self._start_poll(data, Exchange.AUTH_TOKEN, response, agent.token, at)
         if status == 200:
             return self._auth_token_issued(data, response, at)
+        refreshed = self._agent_token_refused(data, response, at)
+        if refreshed is not None:
+            return refreshed
         error = problem_error(response, _default_code(response), "the PS")
         code = error.code
         presented = data.presented
@@ -796,6 +820,23 @@ class AgentFlow(Machine[AgentState, AgentData]):
             )
         return _fail(data, error)
 
+    def _agent_token_refused(
+        self, data: AgentData, response: HttpResponse, at: int
+    ) -> Step[_S, AgentData] | None:
+        """The PS answered 401 ``expired_jwt``/``revoked_jwt``: the agent token it was signed
+        with failed (§5.10: agent token failures are 401 + ``Signature-Error``). Refresh it at
+        the AP once, then ask again (§6.0 "on agent token → refresh at AP")."""
+        header = signature_error(response) if response.status == 401 else None
+        if header is None or str(header.code) not in (
+            SignatureErrorCode.EXPIRED_JWT,
+            SignatureErrorCode.REVOKED_JWT,
+        ):
+            return None
+        again = self._once(data, f"{header.code}:agent-token-at-ps")
+        if again is None:
+            return None
+        return self._advance(evolve(again, store=evolve(again.store, agent_token=None)), at)
+
     def _auth_token_issued(
         self, data: AgentData, response: HttpResponse, at: int
     ) -> Step[_S, AgentData]:
@@ -821,6 +862,8 @@ class AgentFlow(Machine[AgentState, AgentData]):
             data, store=store, obtained=cached, need=Need.CALL, resource_token=None, poller=None
         )
         parked = data.parked
+        if parked is None and data.authorization is not None:
+            return self._done(data, data.authorization)
         if parked is None:
             return self._advance(data, at)
         # Deferred delivery: poll the resource's pending URL presenting the auth token.

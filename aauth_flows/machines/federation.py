@@ -485,9 +485,12 @@ class FederationClient(Machine[FederationState, FederationData]):
     def _answer(
         self, state: FederationState, data: FederationData, event: AnswerPending
     ) -> Step[FederationState, FederationData]:
-        if data.location is None:
+        location = data.location
+        if location is None:
             raise LocalProtocolError("there is no pending URL to answer yet")
-        return self._sign(data, "POST", data.location, event.body, event.at)
+        # A new question after this answer is relayed again, even if it looks the same.
+        data = evolve(data, last_requirement=None)
+        return self._sign(data, "POST", location, event.body, event.at)
 
     @handles(ResponseReceived)
     def _response(

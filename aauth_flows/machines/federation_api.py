@@ -19,7 +19,13 @@ from aauth_core.errors import AAuthError
 from aauth_core.headers.requirement import Requirement
 from aauth_flows.machines.engine import Action, Event
 
-__all__ = ["FederationRequest", "Federate", "FederationProgress", "FederationSettled"]
+__all__ = [
+    "FederationRequest",
+    "Federate",
+    "FederationAnswer",
+    "FederationProgress",
+    "FederationSettled",
+]
 
 
 @frozen(kw_only=True)
@@ -39,6 +45,15 @@ class Federate(Action):
     """PS auth-token machine → driver: run the federation client for ``request``."""
 
     request: FederationRequest
+
+
+@frozen(kw_only=True)
+class FederationAnswer(Action):
+    """PS auth-token machine → driver: the agent answered a requirement the AS relayed
+    through the PS (a ``clarification``); POST ``body`` unchanged to the AS's pending URL
+    (feed it to the federation client as ``AnswerPending``), -11 §6.5 step 6."""
+
+    body: dict[str, Any] = field(repr=False)
 
 
 @frozen(kw_only=True)

@@ -474,7 +474,8 @@ def pending_response(
 
 
 def gone() -> HttpResponse:
-    return problem(AAuthError("the pending request is gone", code="invalid_request", status=410))
+    # §5.10: the one polling code for 410 (a pending URL after its terminal answer)
+    return problem(AAuthError("the pending request is gone", code="invalid_code", status=410))
 
 
 def parse_json_body(request: HttpRequest, max_size: int) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from attrs import evolve, frozen
 
 from aauth_core.errors import AAuthError, LocalProtocolError, MalformedInput, SignatureFailure
-from aauth_core.headers.requirement import Requirement
+from aauth_core.headers.requirement import Requirement, RequirementType
 from aauth_core.http import HttpResponse
 from aauth_core.interaction import codes_match
 from aauth_core.jwk import PublicJwk
@@ -33,7 +33,11 @@ from aauth_core.tokens.claims import (
 from aauth_core.tokens.mint import mint_token
 from aauth_flows.machines.actions import SignatureProduced, SignBytes, TimerFired
 from aauth_flows.machines.engine import Action, Event, Machine, Step, handles
-from aauth_flows.machines.federation_api import FederationProgress, FederationSettled
+from aauth_flows.machines.federation_api import (
+    FederationAnswer,
+    FederationProgress,
+    FederationSettled,
+)
 from aauth_flows.machines.ps_checks import (
     optional_string,
     verify_agent_request,
@@ -566,6 +570,8 @@ class TokenRequestMachine(Machine[TokenRequestState, TokenRequestData]):
                 else answer(self._pending(state, data))
             )
         if method == "POST":
+            if state is S.FEDERATING and data.relayed_requirement is not None:
+                return self._forward_answer(data, event)
             if state is not S.CLARIFYING:
                 return answer(
                     problem(MalformedInput("nothing to answer: no clarification is open"))
@@ -582,6 +588,30 @@ class TokenRequestMachine(Machine[TokenRequestState, TokenRequestData]):
             err = _terminal(data.outcome_code, data.outcome_status, data.outcome_detail)
             return answer(self._error_response(data, err), S.GONE)
         return answer(self._pending(state, data))
+
+    def _forward_answer(
+        self, data: TokenRequestData, event: PendingRequest
+    ) -> Step[S, TokenRequestData]:
+        """The agent answers a clarification the AS asked through this PS: the body goes to
+        the AS unchanged (-11 §6.5 step 6, §5.9); the agent is told to poll on."""
+        relayed = Requirement.parse(data.relayed_requirement or "")
+        try:
+            if relayed.type is not RequirementType.CLARIFICATION:
+                raise MalformedInput("nothing to answer: the AS asked for no clarification")
+            body = parse_json_body(event.request, self.config.max_body)
+            if body.get("action") not in ("clarification_response", "updated_request"):
+                raise MalformedInput("action must be clarification_response or updated_request")
+        except AAuthError as exc:
+            return step(state=S.FEDERATING, data=data, actions=[_respond(problem(exc))])
+        waiting = evolve(data, relayed_requirement=None, relayed_body=None)
+        return step(
+            state=S.FEDERATING,
+            data=waiting,
+            actions=[
+                FederationAnswer(body=body),
+                _respond(self._pending(S.FEDERATING, waiting)),
+            ],
+        )
 
     def _clarification_post(
         self, data: TokenRequestData, event: PendingRequest

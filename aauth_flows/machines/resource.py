@@ -322,7 +322,13 @@ class ResourceCall(Machine[CallState, CallData]):
         self, data: CallData, principal: Principal, scope: str | None, event: RequestReceived
     ) -> Step[CallState, CallData]:
         opened, answer = open_interaction(
-            self._config, principal, Purpose.SESSION, scope, event.at, event.random
+            self._config,
+            principal,
+            Purpose.SESSION,
+            scope,
+            event.at,
+            event.random,
+            held=event.request,
         )
         return step(state=C.PENDING, data=data, actions=[opened, Respond(response=answer)])
 

@@ -77,7 +77,7 @@ _POLLABLE = tuple(s for s in D if s is not D.ERROR)
 
 
 def _gone() -> HttpResponse:
-    return problem(410, "gone", "the pending request is over")
+    return problem(410, "invalid_code", "the pending request is over")  # §5.10 polling code
 
 
 class DeferredDelivery(Machine[DeferredState, DeferredData]):

@@ -85,8 +85,10 @@ def open_interaction(
     scope: str | None,
     at: int,
     random: bytes,
+    held: HttpRequest | None = None,
 ) -> tuple[OpenPending, HttpResponse]:
-    """A new pending interaction bound to the requesting key, and its 202 answer."""
+    """A new pending interaction bound to the requesting key, and its 202 answer; ``held``
+    is the API call to serve once the person approves."""
     cut = Randomness.of(random)
     location = config.pending_url(cut.pending_id)
     agent = principal if isinstance(principal, AgentPrincipal) else None
@@ -101,6 +103,7 @@ def open_interaction(
         scope=scope,
         created_at=at,
         expires_at=at + config.pending_lifetime,
+        held=held,
     )
     opened = OpenPending(
         pending_id=cut.pending_id,

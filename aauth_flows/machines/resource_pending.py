@@ -15,7 +15,9 @@ made the original request; any other key gets 404, whatever the state. The code 
 compared in constant time, is single-use (a second arrival gets 410 ``invalid_code``),
 and a few wrong codes fail the record. On the poll after approval the resource mints the
 session token (random bytes from the poll event), records it, and answers 200 with
-``AAuth-Access``.
+``AAuth-Access``: with the result of the held API call (run once through a :class:`Serve`
+action as the agent with its new session, §6.2 step 5), or ``{"status": "authorized"}``
+when nothing was held (the authorization endpoint's consent).
 """
 
 from __future__ import annotations
@@ -26,15 +28,19 @@ import hmac
 from attrs import evolve, frozen
 
 from aauth_core import converter
+from aauth_core.errors import IllegalTransition
 from aauth_core.headers.access import AAUTH_ACCESS
 from aauth_core.headers.requirement import Requirement
-from aauth_core.http import HttpResponse
+from aauth_core.http import HttpRequest, HttpResponse
+from aauth_core.identifiers import AgentId
 from aauth_core.interaction import codes_match
 from aauth_flows.machines.actions import Respond, TimerFired
 from aauth_flows.machines.engine import Action, Machine, Snapshot, Step, handles, table
 from aauth_flows.machines.resource_actions import (
     CodePresented,
     RequestReceived,
+    Serve,
+    Served,
     ShowConsent,
     UserAbandoned,
     UserDecided,
@@ -47,8 +53,8 @@ from aauth_flows.machines.resource_answers import (
     step,
     verify_call,
 )
-from aauth_flows.machines.resource_config import ResourceConfig
-from aauth_flows.machines.resource_session import new_session
+from aauth_flows.machines.resource_config import AgentPrincipal, ResourceConfig
+from aauth_flows.machines.resource_session import SessionGrant, new_session
 
 __all__ = ["PendingState", "Purpose", "InteractionData", "PendingInteraction", "not_found"]
 
@@ -62,6 +68,7 @@ class PendingState(enum.Enum):
     ABANDONED = "abandoned"
     CANCELLED = "cancelled"
     FAILED = "failed"
+    SERVING = "serving"  # authorized: the held call is being served
     GONE = "gone"
     ERROR = "error"
 
@@ -84,6 +91,10 @@ class InteractionData:
     created_at: int
     expires_at: int
     failed_attempts: int = 0
+    #: the API call that met the challenge, served once the person approved (§6.2 step 5)
+    held: HttpRequest | None = None
+    #: the session minted on the approving poll, until the held call is served
+    grant: SessionGrant | None = None
 
     def __repr__(self) -> str:  # the code is a correlation secret
         return f"InteractionData(pending_id={self.pending_id!r}, purpose={self.purpose.value})"
@@ -124,7 +135,14 @@ class PendingInteraction(Machine[PendingState, InteractionData]):
             (S.INTERACTING, UserDecided, {S.AUTHORIZED, S.DENIED, S.EXPIRED}),
             *((st, UserAbandoned, {S.ABANDONED}) for st in _OPEN),
             *((st, TimerFired, {st, S.EXPIRED}) for st in _OPEN),
-            *((st, RequestReceived, {st, S.GONE, S.CANCELLED}) for st in _ALL),
+            *(
+                (st, RequestReceived, {st, S.GONE, S.CANCELLED})
+                for st in _ALL
+                if st is not S.AUTHORIZED
+            ),
+            (S.AUTHORIZED, RequestReceived, {S.AUTHORIZED, S.SERVING, S.GONE, S.CANCELLED}),
+            (S.SERVING, RequestReceived, {S.SERVING}),
+            (S.SERVING, Served, {S.GONE}),
         ]
     )
 
@@ -202,6 +220,9 @@ class PendingInteraction(Machine[PendingState, InteractionData]):
             return step(state=state, data=data, actions=[Respond(response=verified)])
         if not hmac.compare_digest(verified.key_thumbprint, data.agent_jkt):
             return step(state=state, data=data, actions=[Respond(response=not_found())])
+        if state is S.SERVING:
+            answer = pending(data.location, self._config.retry_after, None, status="interacting")
+            return step(state=state, data=data, actions=[Respond(response=answer)])
         if event.request.method.upper() == "DELETE":
             if state in (S.CANCELLED, S.GONE):
                 return step(state=state, data=data, actions=[Respond(response=_gone())])
@@ -246,9 +267,34 @@ class PendingInteraction(Machine[PendingState, InteractionData]):
             scope=data.scope,
             at=event.at,
         )
+        if data.held is not None and data.agent is not None and data.agent_issuer is not None:
+            principal = AgentPrincipal(
+                issuer=data.agent_issuer,
+                agent=AgentId.parse(data.agent),
+                key_thumbprint=data.agent_jkt,
+                session=grant.record,
+            )
+            serve = Serve(principal=principal, request=data.held)
+            return step(state=S.SERVING, data=evolve(data, grant=grant), actions=[serve])
         body: dict[str, str] = {"status": "authorized"}
         if data.scope is not None:
             body["scope"] = data.scope
         answer = json_response(200, body, {AAUTH_ACCESS: grant.token, "Cache-Control": "no-store"})
         actions: list[Action] = [grant.action, Respond(response=answer)]
         return step(state=S.GONE, data=data, actions=actions)
+
+    @handles(Served)
+    def _served(
+        self, state: PendingState, data: InteractionData, event: Served
+    ) -> Step[PendingState, InteractionData]:
+        grant = data.grant
+        if grant is None:
+            raise IllegalTransition("SERVING without the session it was entered with")
+        response = evolve(
+            event.response,
+            headers=event.response.headers.with_fields(
+                {AAUTH_ACCESS: grant.token, "Cache-Control": "no-store"}
+            ),
+        )
+        actions: list[Action] = [grant.action, Respond(response=response)]
+        return step(state=S.GONE, data=evolve(data, grant=None, held=None), actions=actions)
