@@ -17,6 +17,7 @@ from attrs import field, frozen
 from aauth_core.algorithms import DEFAULT_ALGS, Alg
 from aauth_core.errors import AAuthError, InvalidIdentifier, SignatureFailure, UnsupportedAlgorithm
 from aauth_core.http import HttpRequest
+from aauth_core.httpsig.sign import AAUTH_COMPONENTS, sign_request
 from aauth_core.httpsig.verify import (
     AAUTH_REQUIRED_COMPONENTS,
     DEFAULT_WINDOW,
@@ -26,10 +27,12 @@ from aauth_core.httpsig.verify import (
 )
 from aauth_core.identifiers import ServerId
 from aauth_core.jwk import PublicJwk
-from aauth_core.signature_key import JwksUriScheme, select
+from aauth_core.requests import BODY_COMPONENTS
+from aauth_core.signature_key import JwksUriScheme, select, serialize_jwks_uri_scheme
+from aauth_core.signer import Signer
 from aauth_core.tokens.verify import KeyResolver
 
-__all__ = ["VerifiedServerRequest", "verify_server_request"]
+__all__ = ["VerifiedServerRequest", "verify_server_request", "sign_server_request"]
 
 
 @frozen(kw_only=True)
@@ -96,3 +99,29 @@ def verify_server_request(
         require_body_coverage=True,
     )
     return VerifiedServerRequest(issuer=issuer, dwk=scheme.dwk, key=key, signature=signature)
+
+
+def sign_server_request(
+    request: HttpRequest,
+    signer: Signer,
+    *,
+    issuer: str,
+    dwk: str,
+    created: int,
+    label: str = "sig",
+) -> dict[str, str]:
+    """Sign ``request`` as the server ``issuer`` (its metadata document ``dwk``); return
+    the fields to add: ``Signature-Key`` (``jwks_uri`` scheme, ``kid`` = the signer's key
+    id), ``Signature-Input``, ``Signature`` and, with a body, ``Content-Digest`` (the body
+    is always covered: ``content-digest`` and ``content-type``)."""
+    signature_key = serialize_jwks_uri_scheme(label, id=issuer, dwk=dwk, kid=signer.key_id)
+    covered = (*AAUTH_COMPONENTS, *BODY_COMPONENTS) if request.body else AAUTH_COMPONENTS
+    added = sign_request(
+        request,
+        signer,
+        covered=covered,
+        created=created,
+        label=label,
+        extra_headers={"Signature-Key": signature_key},
+    )
+    return {"Signature-Key": signature_key, **added}

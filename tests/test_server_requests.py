@@ -109,3 +109,27 @@ def test_any_header_value_gives_a_value_or_an_aauth_error(name: str, value: str)
         return
     with contextlib.suppress(AAuthError):  # any other exception fails the test
         verify_server_request(mutated, keys=KEYS, dwks=(DWK_PERSON,), now=NOW)
+
+
+def test_sign_server_request_round_trips_and_covers_the_body() -> None:
+    from aauth_core.server_requests import sign_server_request
+
+    request = HttpRequest(
+        method="POST",
+        url="https://as.example/token",
+        headers={"Content-Type": "application/json"},
+        body=BODY,
+    )
+    fields = sign_server_request(request, SIGNER, issuer=PS, dwk=DWK_PERSON, created=NOW)
+    assert fields["Signature-Key"] == (
+        f'sig=jwks_uri;id="{PS}";dwk="{DWK_PERSON}";kid="{SIGNER.key_id}"'
+    )
+    assert '"content-digest" "content-type"' in fields["Signature-Input"]
+    signed_request = HttpRequest(
+        method="POST", url=request.url, headers=request.headers.with_fields(fields), body=BODY
+    )
+    verified = verify_server_request(signed_request, keys=KEYS, dwks=(DWK_PERSON,), now=NOW)
+    assert verified.issuer == PS
+    get = HttpRequest(method="GET", url="https://as.example/pending/1")
+    fields = sign_server_request(get, SIGNER, issuer=PS, dwk=DWK_PERSON, created=NOW)
+    assert "content-digest" not in fields["Signature-Input"]

@@ -35,9 +35,8 @@ from aauth_core.headers.signature_error import signature_error_headers
 from aauth_core.http import HttpRequest, HttpResponse
 from aauth_core.httpsig import (
     AAUTH_COMPONENTS,
-    sign_request,
 )
-from aauth_core.signature_key import serialize_jwks_uri_scheme
+from aauth_core.server_requests import sign_server_request
 from aauth_core.signer import Signer
 from aauth_core.strict_json import load_json_object
 from aauth_core.urls import https_url
@@ -103,18 +102,8 @@ class PendingSignature:
 def _producer(
     key: SigningKey, request: HttpRequest, issuer: str, dwk: str, created: int
 ) -> Callable[[Signer], dict[str, str]]:
-    signature_key = serialize_jwks_uri_scheme("sig", id=issuer, dwk=dwk, kid=key.key_id)
-    covered = SERVER_BODY_COMPONENTS if request.body else AAUTH_COMPONENTS
-
     def run(signer: Signer) -> dict[str, str]:
-        added = sign_request(
-            request,
-            signer,
-            covered=covered,
-            created=created,
-            extra_headers={"Signature-Key": signature_key},
-        )
-        return {"Signature-Key": signature_key, **added}
+        return sign_server_request(request, signer, issuer=issuer, dwk=dwk, created=created)
 
     return run
 

@@ -45,9 +45,8 @@ from aauth_core.headers.prefer import serialize_prefer_wait
 from aauth_core.headers.requirement import Requirement, RequirementType
 from aauth_core.headers.signature_error import SignatureErrorHeader
 from aauth_core.http import Headers, HttpRequest, HttpResponse
-from aauth_core.httpsig import sign_request
 from aauth_core.requests import aauth_components, sign_aauth_request
-from aauth_core.signature_key import serialize_jwks_uri_scheme
+from aauth_core.server_requests import sign_server_request
 from aauth_core.signer import Signer
 from aauth_flows.machines.actions import (
     Cancel,
@@ -234,17 +233,9 @@ class PollCredential:
             )
         assert self.server_id is not None
         assert self.dwk is not None
-        signature_key = serialize_jwks_uri_scheme(
-            "sig", id=self.server_id, dwk=self.dwk, kid=key_id
+        return sign_server_request(
+            request, signer, issuer=self.server_id, dwk=self.dwk, created=created
         )
-        added = sign_request(
-            request,
-            signer,
-            covered=covered,
-            created=created,
-            extra_headers={"Signature-Key": signature_key},
-        )
-        return {"Signature-Key": signature_key, **added}
 
 
 @frozen(kw_only=True)

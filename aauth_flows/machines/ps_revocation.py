@@ -27,9 +27,8 @@ from attrs import evolve, frozen
 
 from aauth_core.errors import AAuthError, MalformedInput
 from aauth_core.http import HttpRequest, HttpResponse
-from aauth_core.httpsig import sign_request
+from aauth_core.server_requests import sign_server_request
 from aauth_core.server_requests import verify_server_request as core_verify_server_request
-from aauth_core.signature_key import serialize_jwks_uri_scheme
 from aauth_core.signer import Signer
 from aauth_core.tokens.claims import DWK_ACCESS, DWK_AGENT, DWK_PERSON, DWK_RESOURCE
 from aauth_flows.machines.actions import (
@@ -346,19 +345,10 @@ def _produce(
     config: PersonServerConfig, request: HttpRequest, created: int
 ) -> Callable[[Signer], dict[str, str]]:
     """Sign a cascade request as the PS itself (``jwks_uri`` scheme, body covered)."""
-    key = config.signing_key
-    signature_key = serialize_jwks_uri_scheme(
-        "sig", id=config.issuer, dwk=DWK_PERSON, kid=key.key_id
-    )
 
     def run(signer: Signer) -> dict[str, str]:
-        fields = sign_request(
-            request,
-            signer,
-            covered=SERVER_COMPONENTS,
-            created=created,
-            extra_headers={"Signature-Key": signature_key},
+        return sign_server_request(
+            request, signer, issuer=config.issuer, dwk=DWK_PERSON, created=created
         )
-        return {"Signature-Key": signature_key, **fields}
 
     return run
