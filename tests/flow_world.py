@@ -302,6 +302,8 @@ class World:
         self.agent_answers: list[str] = []  # what the agent answers to clarification questions
         self.wire: list[Exchange] = []
         self.records: list[Action] = []
+        #: (which store, what): the same action may rightly reach two roles' stores
+        self.recorded_by: list[tuple[str, Action]] = []
         self.pending: dict[str, str] = {}  # PS and AS pending machines: URL → snapshot JSON
         self._ps_codes: dict[str, str] = {}  # normalised interaction code → PS pending URL
         self._background: dict[str, tuple[int, str]] = {}  # PS pending URL → (wake, client)
@@ -503,6 +505,7 @@ class World:
                     later.append(action)  # once the PS machine is saved
                 elif store.apply(action):
                     self.records.append(action)
+                    self.recorded_by.append((type(store).__name__, action))
                 else:
                     self.person.refused.append(action)  # CodeRefused / DecisionRefused
         return response, later

@@ -101,14 +101,14 @@ def assert_pending(response: HttpResponse, origin: str) -> None:
 def assert_recorded_once(world: World) -> None:
     """No store was asked to record the same thing twice."""
 
-    def key(action: object) -> str:
+    def key(store: str, action: object) -> str:
         if isinstance(action, OpenPending):
-            return f"OpenPending:{action.pending_id}"
+            return f"{store}:OpenPending:{action.pending_id}"
         if isinstance(action, RecordSession):
-            return f"RecordSession:{action.digest}"
-        return f"{type(action).__module__}:{action!r}"
+            return f"{store}:RecordSession:{action.digest}"
+        return f"{store}:{action!r}"
 
-    counts = Counter(key(action) for action in world.records)
+    counts = Counter(key(store, action) for store, action in world.recorded_by)
     assert world.records, "nothing was recorded at all"
     assert [k for k, n in counts.items() if n > 1] == []
 

@@ -24,6 +24,7 @@ __all__ = [
     "ShowInteraction",
     "Deliver",
     "Fail",
+    "RecordRevocation",
     # events
     "SignatureProduced",
     "ResponseReceived",
@@ -89,6 +90,17 @@ class Fail(Action):
     ``code`` and ``status`` are the wire values)."""
 
     error: AAuthError
+
+
+@frozen(kw_only=True)
+class RecordRevocation(Action):
+    """Server side: remember that the token ``(iss, jti)`` is revoked; the record may be
+    dropped after ``exp`` plus the allowed clock skew. ``iss`` is the verified caller (a
+    caller revokes only its own tokens), or the server itself in a cascade."""
+
+    iss: str
+    jti: str
+    exp: int
 
 
 # -- events -------------------------------------------------------------------------------

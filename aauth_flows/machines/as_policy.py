@@ -25,6 +25,7 @@ from aauth_core.identifiers import ServerId
 from aauth_core.tokens.claims import AgentTokenClaims, ResourceTokenClaims, TokenType
 from aauth_core.tokens.verify import DEFAULT_POLICY, KeyResolver, TokenPolicy
 from aauth_core.urls import https_url
+from aauth_flows.machines.actions import RecordRevocation
 from aauth_flows.machines.engine import Action
 from aauth_flows.machines.signing import SigningKey
 
@@ -71,15 +72,6 @@ class RecordIssued(Action):
     """Store ``record`` (emitted only with the 200 that delivers the token)."""
 
     record: IssuedAuthToken
-
-
-@frozen(kw_only=True)
-class RecordRevocation(Action):
-    """Store the revocation of ``(iss, jti)`` (keep it until ``exp`` + skew)."""
-
-    iss: str
-    jti: str
-    exp: int
 
 
 @frozen(kw_only=True)

@@ -27,6 +27,7 @@ from aauth_core.http import HttpRequest, HttpResponse
 from aauth_core.identifiers import ServerId
 from aauth_core.strict_json import load_json_object
 from aauth_core.tokens.verify import KeyResolver, TokenPolicy
+from aauth_flows.machines.actions import RecordRevocation
 from aauth_flows.machines.engine import Action, Event, Step
 from aauth_flows.machines.signing import SigningKey
 
@@ -175,15 +176,6 @@ class RecordRequestSeen(Action):
 
     replay_key: str
     until: int
-
-
-@frozen(kw_only=True)
-class RecordRevocation(Action):
-    """``(iss, jti)`` is revoked (kept until ``exp`` + skew)."""
-
-    iss: str
-    jti: str
-    exp: int
 
 
 @frozen(kw_only=True)

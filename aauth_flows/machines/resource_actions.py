@@ -13,6 +13,7 @@ from __future__ import annotations
 from attrs import field, frozen
 
 from aauth_core.http import HttpRequest, HttpResponse
+from aauth_flows.machines.actions import RecordRevocation
 from aauth_flows.machines.engine import Action, Event, Snapshot
 from aauth_flows.machines.resource_config import RANDOM_BYTES, Principal, SessionRecord
 
@@ -101,15 +102,6 @@ class ShowConsent(Action):
     pending_id: str
     agent: str | None
     scope: str | None
-
-
-@frozen(kw_only=True)
-class RecordRevocation(Action):
-    """Remember that ``(iss, jti)`` is revoked (droppable after ``exp`` + skew)."""
-
-    iss: str
-    jti: str
-    exp: int
 
 
 @frozen(kw_only=True)
