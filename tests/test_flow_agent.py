@@ -1365,6 +1365,8 @@ def test_the_table_covers_each_waiting_state() -> None:
         AgentState.SIGNING,
         AgentState.AWAIT,
         AgentState.PENDING,
+        AgentState.RELAY_SIGNING,
+        AgentState.RELAYING,
         AgentState.WAITING,
     ):
         assert AgentFlow.events_for(state), state

@@ -9,14 +9,20 @@ deferred, its pending record (the driver stores the snapshot under the pending U
                                 | PENDING  (202 claims/interaction/approval/clarification,
                                             402 payment; Location = pending URL)
                                 | REFUSED  (403 by policy)
-    PENDING --PendingRequestReceived--> PENDING (202 again, 401/404/400 to bad polls)
+    PENDING --PendingRequestReceived--> PENDING (202 again, 401/404/400 to bad polls;
+                                                 claims, clarification_response or
+                                                 updated_request POSTed: decided again)
                                       | MINTING | REFUSED (403, 408 expired, 403 revoked)
                                       | GONE (DELETE)
     MINTING --SignatureProduced--> ISSUED (200 + RecordIssued)
     ISSUED / REFUSED --PendingRequestReceived--> GONE (410 to the PS), same (404 others)
 
-:class:`RevocationRequest` is one request to the revocation endpoint, with the cascade
-of a PS revoking a person token to the auth tokens the AS issued against it.
+An ``updated_request`` answering a clarification (§5.9) replaces the resource and
+presented tokens after :func:`verify_updated_request`; the policy then decides again.
+
+:class:`RevocationRequest` (in :mod:`aauth_flows.machines.as_revocation`, re-exported
+here) is one request to the revocation endpoint, with the cascade of a PS revoking a
+person token to the auth tokens the AS issued against it, revoked at their resources.
 
 Bad requests are answered (``Respond``), never raised. Every request is checked as a
 server signature (``jwks_uri`` scheme, see :mod:`aauth_flows.machines.as_wire`).
@@ -48,7 +54,6 @@ from aauth_core.server_requests import verify_server_request
 from aauth_core.tokens.claims import (
     DWK_ACCESS,
     DWK_PERSON,
-    DWK_RESOURCE,
     AgentTokenClaims,
     AuthTokenClaims,
     Confirmation,
@@ -72,13 +77,18 @@ from aauth_flows.machines.as_policy import (
     IssuedAuthToken,
     PolicyRequest,
     RecordIssued,
-    RecordRevocation,
     RequireApproval,
     RequireClaims,
     RequireClarification,
     RequireInteraction,
     RequirePayment,
-    RevokeAtResource,
+)
+from aauth_flows.machines.as_revocation import (
+    DownstreamUnavailable,
+    RevocationData,
+    RevocationReceived,
+    RevocationRequest,
+    RevocationState,
 )
 from aauth_flows.machines.as_wire import (
     json_response,
@@ -98,10 +108,12 @@ __all__ = [
     "PendingRequestReceived",
     "AuthTokenExchange",
     "verify_token_request",
+    "verify_updated_request",
+    "KEPT_CLAIMS",
     "RevocationState",
     "RevocationData",
     "RevocationReceived",
-    "DownstreamSettled",
+    "DownstreamUnavailable",
     "RevocationRequest",
     "MIN_NONCE",
 ]
@@ -140,6 +152,8 @@ class GrantContext:
     presented_jti: str
     key: PublicJwk
     max_exp: int
+    #: the upstream token's ``exp`` (call chaining), kept to re-cap an updated request
+    upstream_exp: int | None = None
 
 
 def _parameter(exc: AAuthError, parameter: str) -> AAuthError:
@@ -195,17 +209,7 @@ def verify_token_request(config: AccessServerConfig, request: HttpRequest, at: i
     keys, policy = config.keys, config.token_policy
     revoked = config.revocations.is_revoked
 
-    try:
-        rt = verify_resource_token(
-            resource_token, keys=keys, now=at, audience=config.issuer, policy=policy
-        )
-    except AAuthError as exc:
-        raise _parameter(exc, "resource") from None
-    resource = rt.claims
-    if revoked(resource.iss, resource.jti):
-        raise TokenParameterError(
-            "the resource token was revoked", code="revoked_resource_token", parameter="resource"
-        )
+    resource = _verify_resource(resource_token, config, at)
 
     # Agent token: verified, with #199's codes restored (the PS, not the agent, signed).
     try:
@@ -230,17 +234,12 @@ def verify_token_request(config: AccessServerConfig, request: HttpRequest, at: i
         key = subagent.cnf.jwk
     if key is None:
         raise _invalid("subagent" if subagent else "agent", "the token binds by thumbprint only")
-    if not hmac.compare_digest(resource.agent_jkt, key.thumbprint()):
-        raise _invalid("resource", "agent_jkt is not the agent's (or sub-agent's) key")
-    if resource.ps != ps:
-        raise _invalid("resource", "the resource token's ps is not the signing Person Server")
+    _check_binding(resource, key, ps)
 
     presented = _verify_presented(presented_token, resource, key, ps, config, at)
-    max_exp = min(agent.exp, presented.exp)
-    if subagent is not None:
-        max_exp = min(max_exp, subagent.exp)
+    upstream_exp = None
     if upstream_token is not None:
-        max_exp = min(max_exp, _verify_upstream(upstream_token, agent, ps, config, at))
+        upstream_exp = _verify_upstream(upstream_token, agent, ps, config, at)
     return GrantContext(
         ps=ps,
         agent=agent,
@@ -250,8 +249,82 @@ def verify_token_request(config: AccessServerConfig, request: HttpRequest, at: i
         presented_iss=presented.claims.iss,
         presented_jti=presented.claims.jti,
         key=key,
-        max_exp=max_exp,
+        max_exp=_max_exp(agent, subagent, presented.claims.exp, upstream_exp),
+        upstream_exp=upstream_exp,
     )
+
+
+#: What an updated request's resource token must keep from the one it replaces (§5.9).
+KEPT_CLAIMS = ("iss", "ps", "sub", "agent_jkt", "mission_s256", "tenant")
+
+
+def verify_updated_request(
+    config: AccessServerConfig, context: GrantContext, body: Mapping[str, Any], at: int
+) -> GrantContext:
+    """An ``updated_request`` answering a clarification (§5.9, §6.5 step 6): the new
+    resource and presented tokens get the initial request's checks (the POST's server
+    signature by the same PS is checked by the caller); the new resource token MUST keep
+    :data:`KEPT_CLAIMS` of the old one, and its ``presented_jti`` MUST name the new
+    presented token. Returns the context the policy decides on next."""
+    resource_token = _string_member(body, "resource_token", required=True)
+    presented_token = _string_member(body, "presented_token", required=True)
+    _string_member(body, "justification", required=False)
+    assert resource_token is not None
+    assert presented_token is not None
+    resource = _verify_resource(resource_token, config, at)
+    old = context.resource
+    for name in KEPT_CLAIMS:
+        if getattr(resource, name) != getattr(old, name):
+            raise _invalid("resource", f"the updated resource token changed {name}")
+    _check_binding(resource, context.key, context.ps)
+    presented = _verify_presented(presented_token, resource, context.key, context.ps, config, at)
+    return evolve(
+        context,
+        resource=resource,
+        presented_type=presented.type,
+        presented_iss=presented.claims.iss,
+        presented_jti=presented.claims.jti,
+        max_exp=_max_exp(
+            context.agent, context.subagent, presented.claims.exp, context.upstream_exp
+        ),
+    )
+
+
+def _max_exp(
+    agent: AgentTokenClaims,
+    subagent: AgentTokenClaims | None,
+    presented_exp: int,
+    upstream_exp: int | None,
+) -> int:
+    """The auth token's ``exp`` cap: agent, sub-agent, presented and upstream tokens."""
+    caps = [agent.exp, presented_exp]
+    if subagent is not None:
+        caps.append(subagent.exp)
+    if upstream_exp is not None:
+        caps.append(upstream_exp)
+    return min(caps)
+
+
+def _verify_resource(token: str, config: AccessServerConfig, at: int) -> ResourceTokenClaims:
+    try:
+        rt = verify_resource_token(
+            token, keys=config.keys, now=at, audience=config.issuer, policy=config.token_policy
+        )
+    except AAuthError as exc:
+        raise _parameter(exc, "resource") from None
+    resource = rt.claims
+    if config.revocations.is_revoked(resource.iss, resource.jti):
+        raise TokenParameterError(
+            "the resource token was revoked", code="revoked_resource_token", parameter="resource"
+        )
+    return resource
+
+
+def _check_binding(resource: ResourceTokenClaims, key: PublicJwk, ps: str) -> None:
+    if not hmac.compare_digest(resource.agent_jkt, key.thumbprint()):
+        raise _invalid("resource", "agent_jkt is not the agent's (or sub-agent's) key")
+    if resource.ps != ps:
+        raise _invalid("resource", "the resource token's ps is not the signing Person Server")
 
 
 def _verify_presented(
@@ -344,6 +417,10 @@ class ExchangeData:
     claims: tuple[tuple[str, str], ...] = ()
     clarification_answer: str | None = None
     clarification_rounds: int = 0
+    #: the last 202 asked for clarification (an ``updated_request`` may answer it)
+    clarifying: bool = False
+    #: agent-asserted Markdown from an ``updated_request`` (shown attributed, never trusted)
+    justification: str | None = None
     minting: AuthTokenClaims | None = None
     to_sign: bytes = field(default=b"", repr=lambda b: f"<{len(b)} bytes>")
 
@@ -450,7 +527,7 @@ class AuthTokenExchange(Machine[ExchangeState, ExchangeData]):
             return step(X.GONE, data, [Respond(response=json_response(204))])
         if request.method == "POST":
             try:
-                data = self._accept_post(data, request)
+                data = self._accept_post(data, request, at)
             except AAuthError as exc:
                 return step(state, data, [Respond(response=problem_response(exc))])
         elif request.method != "GET":
@@ -467,7 +544,7 @@ class AuthTokenExchange(Machine[ExchangeState, ExchangeData]):
             return step(X.REFUSED, data, [Respond(response=problem_response(revoked))])
         return self._decide(data, at, nonce, pending_id=None)
 
-    def _accept_post(self, data: ExchangeData, request: HttpRequest) -> ExchangeData:
+    def _accept_post(self, data: ExchangeData, request: HttpRequest, at: int) -> ExchangeData:
         body = read_json_body(request)
         if data.requested_claims and "action" not in body:
             if "sub" in body:
@@ -492,6 +569,21 @@ class AuthTokenExchange(Machine[ExchangeState, ExchangeData]):
                 clarification_answer=answer,
                 clarification_rounds=data.clarification_rounds + 1,
             )
+        if action == "updated_request":
+            if not data.clarifying:
+                raise MalformedInput("updated_request answers a clarification request")
+            if data.clarification_rounds >= MAX_CLARIFICATION_ROUNDS:
+                raise MalformedInput("too many clarification rounds")
+            context = need(data.context, "the verified request")
+            updated = verify_updated_request(self._config, context, body, at)
+            justification = body.get("justification")
+            return evolve(
+                data,
+                context=updated,
+                justification=justification if isinstance(justification, str) else None,
+                clarification_answer=None,
+                clarification_rounds=data.clarification_rounds + 1,
+            )
         raise MalformedInput("a POST to the pending URL needs the requested claims or an action")
 
     # -- deciding and answering ----------------------------------------------------------------
@@ -513,6 +605,7 @@ class AuthTokenExchange(Machine[ExchangeState, ExchangeData]):
                 presented_type=context.presented_type,
                 claims=_claims_dict(data.claims),
                 clarification_answer=data.clarification_answer,
+                justification=data.justification,
                 pending_url=pending_url,
                 at=at,
             )
@@ -523,7 +616,11 @@ class AuthTokenExchange(Machine[ExchangeState, ExchangeData]):
             denied = AAuthError(decision.detail, code="denied", status=403)
             return step(X.REFUSED, data, [Respond(response=problem_response(denied))])
         assert pending_url is not None
-        data = evolve(data, pending_url=pending_url)
+        data = evolve(
+            data,
+            pending_url=pending_url,
+            clarifying=isinstance(decision, RequireClarification),
+        )
         pending_headers = {
             "Location": pending_url,
             "Retry-After": str(self._config.retry_after),
@@ -611,141 +708,3 @@ class AuthTokenExchange(Machine[ExchangeState, ExchangeData]):
             Respond(response=json_response(200, body, {"Cache-Control": "no-store"})),
         ]
         return step(X.ISSUED, evolve(data, minting=None, to_sign=b""), actions)
-
-
-# -- the revocation endpoint ----------------------------------------------------------------
-
-
-class RevocationState(enum.Enum):
-    NEW = "new"
-    CASCADING = "cascading"
-    ANSWERED = "answered"
-    REJECTED = "rejected"
-    ERROR = "error"
-
-
-@frozen(kw_only=True)
-class RevocationData:
-    caller: str | None = None
-    #: (recipient, jti) of the downstream revocations still running
-    outstanding: tuple[tuple[str, str], ...] = ()
-    #: (recipient, error) of those that did not succeed
-    failures: tuple[tuple[str, str], ...] = ()
-
-
-@frozen(kw_only=True)
-class RevocationReceived(Event):
-    request: HttpRequest
-    at: int
-
-
-#: Downstream outcomes: ``revoked`` (done) or the two -11 error values.
-DOWNSTREAM_OUTCOMES = frozenset({"revoked", "revocation_unsupported", "revocation_unavailable"})
-
-
-@frozen(kw_only=True)
-class DownstreamSettled(Event):
-    """The outcome of one :class:`RevokeAtResource`."""
-
-    recipient: str
-    jti: str
-    outcome: str
-    at: int
-
-
-R = RevocationState
-
-
-class RevocationRequest(Machine[RevocationState, RevocationData]):
-    """One server-signed ``POST {"jti","exp"}`` at the AS's ``revocation_endpoint``.
-
-    The caller revokes only its own tokens: the record is keyed ``(caller, jti)``. A PS
-    revoking a person token cascades to the AS's auth tokens that named it as
-    ``presented_token`` (recorded as revoked, and revoked at their resources); the 200
-    comes when the cascade is terminal, with ``downstream`` failures if any."""
-
-    State = RevocationState
-    INITIAL = RevocationState.NEW
-    DATA = RevocationData
-    TRANSITIONS = table(
-        [
-            (R.NEW, RevocationReceived, {R.ANSWERED, R.CASCADING, R.REJECTED}),
-            (R.CASCADING, DownstreamSettled, {R.CASCADING, R.ANSWERED}),
-        ]
-    )
-
-    def __init__(
-        self,
-        *,
-        config: AccessServerConfig,
-        data: RevocationData | None = None,
-        state: RevocationState | None = None,
-    ) -> None:
-        super().__init__(data=RevocationData() if data is None else data, state=state)
-        self._config = config
-
-    @handles(RevocationReceived)
-    def _received(
-        self, state: RevocationState, data: RevocationData, event: RevocationReceived
-    ) -> Step[RevocationState, RevocationData]:
-        config, at = self._config, event.at
-        try:
-            signed = verify_server_request(
-                event.request,
-                keys=config.keys,
-                dwks=(DWK_PERSON, DWK_RESOURCE),
-                now=at,
-                window=config.window,
-            )
-            caller = signed.issuer
-            is_ps = signed.dwk == DWK_PERSON and config.person_servers.is_admitted(caller)
-            is_resource = signed.dwk == DWK_RESOURCE and caller in config.known_resources
-            if not (is_ps or is_resource):
-                raise AAuthError(
-                    f"{caller} may not revoke here", code="unsupported_iss", status=403
-                )
-            if event.request.method != "POST":
-                raise MalformedInput("the revocation endpoint takes POST")
-            body = read_json_body(event.request)
-            jti, exp = body.get("jti"), body.get("exp")
-            if not isinstance(jti, str) or not jti or len(jti) > 4096:
-                raise MalformedInput("jti must be a non-empty string")
-            if isinstance(exp, bool) or not isinstance(exp, int) or exp < 0:
-                raise MalformedInput("exp must be a NumericDate")
-        except AAuthError as exc:
-            return step(R.REJECTED, data, [Respond(response=problem_response(exc))])
-        actions: list[Action] = [RecordRevocation(iss=caller, jti=jti, exp=exp)]
-        outstanding: list[tuple[str, str]] = []
-        if is_ps:
-            for record in config.issued.issued_against(caller, jti):
-                if record.exp <= at or config.revocations.is_revoked(config.issuer, record.jti):
-                    continue
-                actions.append(RecordRevocation(iss=config.issuer, jti=record.jti, exp=record.exp))
-                actions.append(
-                    RevokeAtResource(recipient=record.resource, jti=record.jti, exp=record.exp)
-                )
-                outstanding.append((record.resource, record.jti))
-        data = evolve(data, caller=caller, outstanding=tuple(outstanding))
-        if not outstanding:
-            actions.append(Respond(response=json_response(200)))
-            return step(R.ANSWERED, data, actions)
-        return step(R.CASCADING, data, actions)
-
-    @handles(DownstreamSettled)
-    def _downstream(
-        self, state: RevocationState, data: RevocationData, event: DownstreamSettled
-    ) -> Step[RevocationState, RevocationData]:
-        entry = (event.recipient, event.jti)
-        if entry not in data.outstanding or event.outcome not in DOWNSTREAM_OUTCOMES:
-            raise LocalProtocolError("a downstream outcome this revocation did not ask for")
-        outstanding = tuple(e for e in data.outstanding if e != entry)
-        failures = data.failures
-        if event.outcome != "revoked":
-            failures = (*failures, (event.recipient, event.outcome))
-        data = evolve(data, outstanding=outstanding, failures=failures)
-        if outstanding:
-            return step(R.CASCADING, data)
-        if not failures:
-            return step(R.ANSWERED, data, [Respond(response=json_response(200))])
-        body = {"downstream": [{"recipient": r, "error": e} for r, e in failures]}
-        return step(R.ANSWERED, data, [Respond(response=json_response(200, body))])

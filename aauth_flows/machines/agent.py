@@ -21,6 +21,16 @@ What the driver does for it (actions → events):
 - :class:`~aauth_flows.machines.pending.PendingInputNeeded` (clarification) →
   :class:`~aauth_flows.machines.pending.PostAnswer` or ``Cancel``.
 
+An interaction a 202 asks for (from the resource, or passed on by the PS) is relayed to
+the PS's ``interaction_endpoint`` when its metadata has one (§5.7: ``POST {"type":
+"interaction", "url", "code", "description"?}`` signed with the agent token, body
+covered); polling goes on at the original pending URL. ``interaction_unavailable`` (or any
+other refusal) falls back to :class:`~aauth_flows.machines.actions.ShowInteraction`;
+``user_unreachable`` fails the call.
+
+Resource metadata known in advance (``AgentConfig.resources`` or the store) makes the
+first request cover the resource's ``additional_signature_components``.
+
 Refresh is top-down (agent token → person token → resource + auth token): no token with
 less than ``AgentConfig.margin`` (5 minutes) left is presented.
 
@@ -60,7 +70,7 @@ from aauth_core.headers.requirement import Requirement, RequirementType
 from aauth_core.headers.signature_error import SignatureErrorHeader
 from aauth_core.http import Headers, HttpRequest, HttpResponse
 from aauth_core.jws import decode_compact
-from aauth_core.metadata import PersonServerMetadata
+from aauth_core.metadata import PersonServerMetadata, ResourceMetadata
 from aauth_core.requests import aauth_components, sign_aauth_request
 from aauth_core.signer import Signer
 from aauth_core.tokens.claims import ResourceTokenClaims, TokenType
@@ -71,6 +81,7 @@ from aauth_flows.machines.actions import (
     Fail,
     ResponseReceived,
     SendRequest,
+    ShowInteraction,
     SignatureProduced,
     SignBytes,
     TimerFired,
@@ -107,6 +118,7 @@ __all__ = [
     "Exchange",
     "Need",
     "PollerSlot",
+    "Relay",
     "CallResult",
     "StartCall",
     "AgentTokenRefreshed",
@@ -126,6 +138,8 @@ class AgentState(enum.Enum):
     GET_PERSON_TOKEN = "get_person_token"  # noqa: S105 - a state name
     GET_AUTH_TOKEN = "get_auth_token"  # noqa: S105 - a state name
     PENDING = "pending"
+    RELAY_SIGNING = "relay_signing"  # an interaction for the PS's interaction_endpoint
+    RELAYING = "relaying"
     WAITING = "waiting"
     DONE = "done"
     CANCELLED = "cancelled"
@@ -155,12 +169,17 @@ class AgentConfig:
 
     ``keys`` (issuer keys from discovery) makes the agent verify the signatures of the
     resource, person and auth tokens it receives; without it only their claims are
-    checked. ``person_server`` spares a discovery round.
+    checked. ``person_server`` spares a discovery round; with an ``interaction_endpoint``
+    the agent relays interactions there (§5.7). ``resources`` (or
+    :meth:`CredentialStore.with_resource_metadata`) gives resource metadata up front.
     """
 
     key: SigningKey
     keys: KeyResolver | None = None
     person_server: PersonServerMetadata | None = None
+    #: resources' metadata known in advance (their ``additional_signature_components``
+    #: are covered from the first request); the store may hold more
+    resources: tuple[ResourceMetadata, ...] = ()
     capabilities: tuple[Capability, ...] = ()
     margin: int = REFRESH_MARGIN
     prefer_wait: int | None = None
@@ -176,6 +195,21 @@ class PollerSlot:
     state: PendingState
     data: PendingData
     exchange: Exchange
+
+
+@frozen(kw_only=True)
+class Relay:
+    """An interaction being relayed to the PS's ``interaction_endpoint`` (§5.7), with what
+    to do afterwards: poll again after ``wait`` seconds, or show ``url``/``code`` if the
+    PS cannot reach the person."""
+
+    request: HttpRequest
+    token: str = field(repr=False)
+    created: int
+    to_sign: bytes = field(default=b"", repr=False)
+    url: str
+    code: str
+    wait: int
 
 
 @frozen(kw_only=True)
@@ -204,6 +238,7 @@ class AgentData:
     parked: PollerSlot | None = None
     authorize: bool = False
     authorization: HttpResponse | None = None
+    relay: Relay | None = None
 
 
 @frozen(kw_only=True)
@@ -265,7 +300,7 @@ class DiscoverPersonServer(Action):
 
 _S = AgentState
 _NEXT = {_S.REFRESHING_AGENT, _S.DISCOVERING, _S.SIGNING, _S.FAILED}
-_ANSWERED = _NEXT | {_S.PENDING, _S.WAITING, _S.DONE}
+_ANSWERED = _NEXT | {_S.PENDING, _S.RELAY_SIGNING, _S.WAITING, _S.DONE}
 _TOKEN_TYPES = {TokenType.PERSON.value, TokenType.AUTH.value}
 
 
@@ -309,6 +344,8 @@ class AgentFlow(Machine[AgentState, AgentData]):
             (_S.PENDING, ResponseReceived, _ANSWERED | {_S.CANCELLED}),
             (_S.PENDING, PostAnswer, {_S.PENDING}),
             (_S.PENDING, Cancel, {_S.PENDING}),
+            (_S.RELAY_SIGNING, SignatureProduced, {_S.RELAYING}),
+            (_S.RELAYING, ResponseReceived, {_S.PENDING, _S.FAILED}),
             (_S.WAITING, TimerFired, _NEXT),
             (_S.WAITING, Cancel, {_S.CANCELLED}),
         ]
@@ -477,7 +514,7 @@ class AgentFlow(Machine[AgentState, AgentData]):
         covered = aauth_components(
             request,
             cover_body=not resource,
-            extra=data.extra_components if resource else (),
+            extra=self._resource_components(data) if resource else (),
         )
 
         def run(signer: Signer) -> dict[str, str]:
@@ -486,6 +523,17 @@ class AgentFlow(Machine[AgentState, AgentData]):
             )
 
         return run
+
+    def _resource_components(self, data: AgentData) -> tuple[str, ...]:
+        """What the resource demands beyond the four: its metadata's
+        ``additional_signature_components`` (from the first request on) and any
+        ``required_input`` it named in an ``invalid_input`` answer."""
+        declared: tuple[str, ...] = ()
+        for meta in (*self._config.resources, *data.store.resources):
+            if str(meta.issuer) == data.resource:
+                declared = meta.additional_signature_components or ()
+                break
+        return tuple(dict.fromkeys((*declared, *data.extra_components)))
 
     def _sign(
         self, data: AgentData, exchange: Exchange, request: HttpRequest, token: str, at: int
@@ -536,6 +584,8 @@ class AgentFlow(Machine[AgentState, AgentData]):
     def _signed(self, state: _S, data: AgentData, event: SignatureProduced) -> Step[_S, AgentData]:
         if state is _S.PENDING:
             return self._poll(data, event, data.created)
+        if state is _S.RELAY_SIGNING:
+            return self._relay_signed(data, event)
         fields = complete(self._config.key, self._produce(data), data.to_sign, event.signature)
         request = data.outgoing
         if request is None:
@@ -571,6 +621,8 @@ class AgentFlow(Machine[AgentState, AgentData]):
     def _response(self, state: _S, data: AgentData, event: ResponseReceived) -> Step[_S, AgentData]:
         if state is _S.PENDING:
             return self._poll(data, event, event.at)
+        if state is _S.RELAYING:
+            return self._relay_answer(data, event.response)
         if state is _S.GET_PERSON_TOKEN:
             return self._person_token_answer(data, event.response, event.at)
         if state is _S.GET_AUTH_TOKEN:
@@ -925,7 +977,91 @@ class AgentFlow(Machine[AgentState, AgentData]):
             step = self._challenge(data, requirement.resource_token, at, parked=slot)
             kept = [a for a in passed if not _is_input_needed(a)]
             return _step(state=step.state, data=step.data, actions=(*kept, *step.actions))
+        if poller.state is PendingState.WAITING and requirement is not None:
+            relayed = self._relay(data, requirement, actions, at)
+            if relayed is not None:
+                return relayed
         return _step(state=_S.PENDING, data=data, actions=actions)
+
+    # -- relaying an interaction to the PS (§5.7, §6.0 pending table) -------------------
+
+    def _relay(
+        self, data: AgentData, requirement: Requirement, actions: list[Action], at: int
+    ) -> Step[_S, AgentData] | None:
+        """Send the interaction the poller would show to the PS's ``interaction_endpoint``
+        instead (None: no endpoint, nothing to show, no agent token: show it as before).
+        The poller's ``Wait`` is held until the PS answers."""
+        show = [a for a in actions if isinstance(a, ShowInteraction)]
+        waits = [a for a in actions if isinstance(a, Wait)]
+        meta = self._person_server(data)
+        agent = data.store.agent_token
+        if (
+            not show
+            or len(waits) != 1
+            or meta is None
+            or meta.interaction_endpoint is None
+            or agent is None
+            or requirement.url is None
+            or requirement.code is None
+        ):
+            return None
+        body: dict[str, Any] = {
+            "type": "interaction",
+            "url": requirement.url,
+            "code": requirement.code,
+        }
+        if data.justification is not None:
+            body["description"] = data.justification
+        if data.mission_s256 is not None:
+            body["mission_s256"] = data.mission_s256
+        request = HttpRequest(
+            method="POST",
+            url=meta.interaction_endpoint,
+            headers=Headers({"Content-Type": "application/json"}),
+            body=json.dumps(body, separators=(",", ":")).encode(),
+        )
+        relay = Relay(
+            request=request,
+            token=agent.token,
+            created=at,
+            url=requirement.url,
+            code=requirement.code,
+            wait=waits[0].seconds,
+        )
+        to_sign = signing_input(self._config.key, _relay_producer(relay))
+        kept = [a for a in actions if not isinstance(a, ShowInteraction | Wait)]
+        return _step(
+            state=_S.RELAY_SIGNING,
+            data=evolve(data, relay=evolve(relay, to_sign=to_sign)),
+            actions=[*kept, SignBytes(key=self._config.key.ref, data=to_sign)],
+        )
+
+    def _relay_signed(self, data: AgentData, event: SignatureProduced) -> Step[_S, AgentData]:
+        relay = data.relay
+        if relay is None:
+            raise _missing("relay")
+        produce = _relay_producer(relay)
+        fields = complete(self._config.key, produce, relay.to_sign, event.signature)
+        signed = evolve(relay.request, headers=relay.request.headers.with_fields(fields))
+        data = evolve(data, relay=evolve(relay, to_sign=b""))
+        return _step(state=_S.RELAYING, data=data, actions=[SendRequest(request=signed)])
+
+    def _relay_answer(self, data: AgentData, response: HttpResponse) -> Step[_S, AgentData]:
+        """202 (or 200): the PS reaches the person; the original pending URL stays
+        authoritative, so polling goes on. ``user_unreachable`` is terminal; anything
+        else (``interaction_unavailable``, errors) falls back to showing the URL."""
+        relay = data.relay
+        if relay is None:
+            raise _missing("relay")
+        data = evolve(data, relay=None)
+        wait = Wait(seconds=relay.wait)
+        if 200 <= response.status < 300:
+            return _step(state=_S.PENDING, data=data, actions=[wait])
+        error = problem_error(response, _default_code(response), "the PS")
+        if response.status == 403 and error.code == "user_unreachable":
+            return _fail(data, error)
+        show = ShowInteraction(url=f"{relay.url}?code={relay.code}", code=relay.code)
+        return _step(state=_S.PENDING, data=data, actions=[show, wait])
 
     def _settled(
         self, data: AgentData, exchange: Exchange, response: HttpResponse, at: int
@@ -938,6 +1074,18 @@ class AgentFlow(Machine[AgentState, AgentData]):
 
 
 # -- small helpers -------------------------------------------------------------------------
+
+
+def _relay_producer(relay: Relay) -> Callable[[Signer], dict[str, str]]:
+    """Sign the relay with the agent token, body covered (a PS endpoint)."""
+    covered = aauth_components(relay.request, cover_body=True)
+
+    def run(signer: Signer) -> dict[str, str]:
+        return sign_aauth_request(
+            relay.request, signer, token=relay.token, created=relay.created, covered=covered
+        )
+
+    return run
 
 
 def _is_input_needed(action: Action) -> bool:

@@ -1,8 +1,9 @@
 """The agent's credential store (protocol -11 §6.0 "Agent credential store", §5.11).
 
 A frozen value the driver keeps between calls and snapshots with the flow: the agent
-token, the PS metadata once known, a person token per (resource, mission), an auth token
-per (resource, scope) and a session token per resource. Every method returns a new store.
+token, the PS metadata once known, resource metadata, a person token per (resource,
+mission), an auth token per (resource, scope) and a session token per resource. Every
+method returns a new store.
 
 Freshness follows the 5-minute refresh margin: :meth:`CredentialStore.person_token` and
 :meth:`CredentialStore.auth_token` never return a token with less than ``margin`` seconds
@@ -17,7 +18,7 @@ from attrs import evolve, field, frozen
 
 from aauth_core.errors import RemoteProtocolError
 from aauth_core.jws import decode_compact
-from aauth_core.metadata import PersonServerMetadata
+from aauth_core.metadata import PersonServerMetadata, ResourceMetadata
 
 __all__ = [
     "REFRESH_MARGIN",
@@ -109,6 +110,8 @@ class CredentialStore:
 
     agent_token: CachedToken | None = None
     person_server: PersonServerMetadata | None = None
+    #: resource metadata the agent knows (one per issuer)
+    resources: tuple[ResourceMetadata, ...] = ()
     person_tokens: tuple[PersonTokenEntry, ...] = ()
     auth_tokens: tuple[AuthTokenEntry, ...] = ()
     sessions: tuple[SessionEntry, ...] = ()
@@ -125,6 +128,20 @@ class CredentialStore:
 
     def with_person_server(self, metadata: PersonServerMetadata) -> CredentialStore:
         return evolve(self, person_server=metadata)
+
+    # -- resource metadata -----------------------------------------------------------------
+
+    def with_resource_metadata(self, metadata: ResourceMetadata) -> CredentialStore:
+        """Remember ``aauth-resource.json`` of a resource (replacing an older copy)."""
+        issuer = str(metadata.issuer)
+        kept = tuple(m for m in self.resources if str(m.issuer) != issuer)
+        return evolve(self, resources=(*kept, metadata))
+
+    def resource_metadata(self, resource: str) -> ResourceMetadata | None:
+        for metadata in self.resources:
+            if str(metadata.issuer) == resource:
+                return metadata
+        return None
 
     # -- person tokens: one per (resource, mission) -------------------------------------
 

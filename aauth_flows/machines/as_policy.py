@@ -33,11 +33,12 @@ __all__ = [
     "IssuedAuthToken",
     "RecordIssued",
     "RecordRevocation",
-    "RevokeAtResource",
     "PersonServerDirectory",
     "StaticPersonServers",
     "RevocationLookup",
     "IssuedLookup",
+    "ResourceDirectory",
+    "StaticResourceDirectory",
     "InMemoryAccessServerStore",
     "PolicyRequest",
     "Grant",
@@ -74,16 +75,6 @@ class RecordIssued(Action):
     record: IssuedAuthToken
 
 
-@frozen(kw_only=True)
-class RevokeAtResource(Action):
-    """Cascade: revoke the AS's auth token ``jti`` at ``recipient`` (a server-signed
-    revocation request); answer with ``DownstreamSettled``."""
-
-    recipient: str
-    jti: str
-    exp: int
-
-
 # -- read-only lookups -------------------------------------------------------------------
 
 
@@ -109,6 +100,21 @@ class IssuedLookup(Protocol):
     def issued_against(self, ps: str, presented_jti: str) -> tuple[IssuedAuthToken, ...]:
         """The auth tokens this AS issued for ``ps`` naming ``presented_jti``."""
         ...
+
+
+class ResourceDirectory(Protocol):
+    """Where a resource takes revocations: its metadata's ``revocation_endpoint`` (None:
+    it has none, and the AS's auth tokens there live until ``exp``)."""
+
+    def revocation_endpoint(self, resource: str) -> str | None: ...
+
+
+@frozen
+class StaticResourceDirectory:
+    endpoints: Mapping[str, str] = field(factory=dict)
+
+    def revocation_endpoint(self, resource: str) -> str | None:
+        return self.endpoints.get(resource)
 
 
 class InMemoryAccessServerStore:
@@ -154,6 +160,9 @@ class PolicyRequest:
     presented_type: TokenType
     claims: Mapping[str, Any] = field(factory=dict)
     clarification_answer: str | None = None
+    #: agent-asserted Markdown from an ``updated_request`` (attribute it; never decide on
+    #: it alone, -11 §7.4)
+    justification: str | None = None
     pending_url: str | None = None
     at: int
 
@@ -270,6 +279,8 @@ class AccessServerConfig:
     revocations: RevocationLookup
     issued: IssuedLookup
     known_resources: frozenset[str] = frozenset()
+    #: the resources' revocation endpoints, for the cascade of §7.6
+    resources: ResourceDirectory = field(factory=StaticResourceDirectory)
     window: int = 60
     token_lifetime: int = 3600
     retry_after: int = 5
