@@ -14,7 +14,11 @@ values around:
   outcome go back to the PS's pending machine;
 - ``Wait`` → :meth:`World.advance` moves the clock (background federation polls run first),
   then ``TimerFired``;
-- ``ShowInteraction`` / consent prompts → :class:`Person`, who follows a script;
+- ``ShowInteraction`` / consent prompts → :class:`Person`, who follows a script (a prompt
+  through the PS's own channel, ``requirement=approval``, is answered at once or, with
+  :attr:`Person.approval_delay`, when the clock has moved that far);
+- ``RedirectPerson`` → :meth:`World.browse`: Alice's browser at a resource's own
+  interaction page (:class:`ResourceUserFlow`), then back at the PS callback URL;
 - ``Serve`` → :meth:`World.app`, a handler answering 200 with the principal in JSON.
 
 Server machines that outlive a request (pending records) are kept only as JSON: the PS's and
@@ -30,7 +34,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from attrs import define, field, frozen
 from signing_helpers import JwkSigner, generated_ed25519
@@ -39,9 +43,21 @@ from aauth_core.errors import AAuthError
 from aauth_core.headers.capabilities import Capability
 from aauth_core.http import HttpRequest, HttpResponse
 from aauth_core.identifiers import AgentId
-from aauth_core.interaction import normalize_code
+from aauth_core.interaction import generate_code, normalize_code
 from aauth_core.metadata import AccessServerMetadata, PersonServerMetadata, ResourceMetadata
-from aauth_core.tokens import DWK_ACCESS, DWK_AGENT, DWK_PERSON, DWK_RESOURCE, StaticKeyResolver
+from aauth_core.requests import sign_aauth_request
+from aauth_core.server_requests import sign_server_request
+from aauth_core.tokens import (
+    DWK_ACCESS,
+    DWK_AGENT,
+    DWK_PERSON,
+    DWK_RESOURCE,
+    AgentTokenClaims,
+    Confirmation,
+    StaticKeyResolver,
+    mint_token,
+)
+from aauth_core.tokens.claims import ResourceInteraction
 from aauth_flows.machines.access_server import (
     AuthTokenExchange,
     PendingRequestReceived,
@@ -105,6 +121,7 @@ from aauth_flows.machines.federation_api import Federate, FederationAnswer
 from aauth_flows.machines.pending import PendingInputNeeded, PostAnswer, clarification_response
 from aauth_flows.machines.person_server import (
     AuthTokenMachine,
+    ConsentMode,
     ConsentPrompt,
     InMemoryPsStore,
     InteractionArrived,
@@ -113,12 +130,15 @@ from aauth_flows.machines.person_server import (
     PersonDecided,
     PersonServerConfig,
     PersonTokenMachine,
+    RedirectPerson,
     RequestArrived,
+    ResourceCallback,
     RevocationMachine,
 )
 from aauth_flows.machines.person_server import (
     Decision as PersonDecision,
 )
+from aauth_flows.machines.person_server import not_found as ps_not_found
 from aauth_flows.machines.resource import (
     AccessMode,
     AgentPrincipal,
@@ -139,6 +159,7 @@ from aauth_flows.machines.resource import (
     ShowConsent,
     UserDecided,
 )
+from aauth_flows.machines.resource_pending import not_found as resource_not_found
 from aauth_flows.machines.signing import SigningKey
 
 __all__ = [
@@ -148,9 +169,11 @@ __all__ = [
     "AS",
     "RS",
     "FED",
+    "OTHER_PS",
     "AGENT_ID",
     "Exchange",
     "Person",
+    "ResourceUserFlow",
     "CallOutcome",
     "Resource",
     "World",
@@ -162,6 +185,7 @@ PS = "https://ps.example"
 AS = "https://as.example"
 RS = "https://resource.example"  # three-party: resource tokens name the PS
 FED = "https://federated.example"  # four-party: resource tokens name the AS
+OTHER_PS = "https://other-ps.example"  # a PS the AS knows the keys of, but never asked
 AGENT_ID = AgentId.parse("aauth:assistant@ap.example")
 RANDOM = 96  # enough for every role's request event
 
@@ -182,13 +206,17 @@ class Exchange:
 class Person:
     """Alice, authenticated at her PS, at the resource and at the AS. ``plan`` says what she
     does at each consent prompt, in order: ``"approve"``, ``"deny"`` or ``"ask:<question>"``
-    (approve once the plan is used up)."""
+    (approve once the plan is used up); at a resource's own interaction page also
+    ``"abandon"``, ``"expire"``, ``"fail"`` or ``"busy"`` (the ``?error=`` it sends back).
+    ``approval_delay`` > 0: she answers a prompt pushed through the PS's channel
+    (``requirement=approval``) only once the clock has moved that many seconds."""
 
     id: str = "alice"
     plan: list[str] = field(factory=list)
     visits: list[str] = field(factory=list)  # interaction URLs she opened
     prompts: list[Action] = field(factory=list)  # consent pages she saw
     refused: list[Action] = field(factory=list)  # CodeRefused / DecisionRefused
+    approval_delay: int = 0
 
     def next(self) -> str:
         return self.plan.pop(0) if self.plan else "approve"
@@ -225,6 +253,41 @@ class Resource:
         return self.config.issuer
 
 
+#: What Alice's choice at a resource's interaction page sends back to the PS callback.
+_RESOURCE_PAGE_ERRORS: dict[str, str | None] = {
+    "approve": None,
+    "deny": "access_denied",
+    "abandon": "user_abandoned",
+    "expire": "interaction_expired",
+    "fail": "server_error",
+    "busy": "temporarily_unavailable",
+}
+
+
+class ResourceUserFlow:
+    """A resource's own user flow before the PS's consent (§5.4): when ``enabled`` every
+    resource token it mints carries ``interaction`` = its ``/link`` page and a fresh code;
+    the page (:meth:`World.browse`) takes each code once."""
+
+    def __init__(self, issuer: str, random: Callable[[int], bytes]) -> None:
+        self.url = f"{issuer}/link"
+        self.enabled = False
+        self._random = random
+        self.codes: dict[str, str] = {}  # normalised code → resource token jti
+
+    def interaction(
+        self, presented: PersonPrincipal | AuthorizedPrincipal, scope: str | None, jti: str
+    ) -> ResourceInteraction | None:
+        if not self.enabled:
+            return None
+        code = generate_code(self._random(8))
+        self.codes[normalize_code(code)] = jti
+        return ResourceInteraction(url=self.url, code=code)
+
+    def consume(self, code: str) -> bool:
+        return self.codes.pop(normalize_code(code), None) is not None
+
+
 class AccessPolicyScript:
     """The AS's policy: grant, but first make the person bind her PS at the AS (once per
     PS) when ``interaction`` is on, and have ``question`` answered when set. The binding is
@@ -258,8 +321,19 @@ def _path(url: str) -> str:
     return urlsplit(url).path
 
 
+def _as_not_found() -> HttpResponse:
+    """The AS's answer for a pending URL that is not there (the one it gives a poller that
+    is not the PS that asked)."""
+    body = {"error": "not_found", "detail": "no such pending request"}
+    return HttpResponse(
+        status=404,
+        headers={"Content-Type": "application/problem+json"},
+        body=json.dumps(body, separators=(",", ":")).encode(),
+    )
+
+
 def _not_found() -> HttpResponse:
-    return HttpResponse(status=404, headers={"Content-Type": "application/problem+json"})
+    return HttpResponse(status=404, headers={"Content-Type": "text/plain"}, body=b"not found")
 
 
 def _principal(principal: object) -> dict[str, Any]:
@@ -287,7 +361,8 @@ class World:
         self.now = T0
         self._rng = random.Random(seed)
         self.signers: dict[str, JwkSigner] = {}
-        keys = {name: self._key(name) for name in ("agent", "ap", "ps", "as", "rs", "fed")}
+        names = ("agent", "ap", "ps", "as", "rs", "fed", "other-ps", "intruder")
+        keys = {name: self._key(name) for name in names}
         self.agent_key = keys["agent"]
         self.resolver = StaticKeyResolver(
             {
@@ -296,6 +371,7 @@ class World:
                 (AS, DWK_ACCESS): (keys["as"].public_jwk,),
                 (RS, DWK_RESOURCE): (keys["rs"].public_jwk,),
                 (FED, DWK_RESOURCE): (keys["fed"].public_jwk,),
+                (OTHER_PS, DWK_PERSON): (keys["other-ps"].public_jwk,),
             }
         )
         self.person = Person()
@@ -306,6 +382,8 @@ class World:
         self.recorded_by: list[tuple[str, Action]] = []
         self.pending: dict[str, str] = {}  # PS and AS pending machines: URL → snapshot JSON
         self._ps_codes: dict[str, str] = {}  # normalised interaction code → PS pending URL
+        self._ps_callbacks: dict[str, str] = {}  # PS callback URL → PS pending URL
+        self._approvals: list[tuple[int, ConsentPrompt]] = []  # (answer at, prompt)
         self._background: dict[str, tuple[int, str]] = {}  # PS pending URL → (wake, client)
         self.ap_issued: list[IssuedAgentToken] = []
 
@@ -318,6 +396,7 @@ class World:
         )
 
         # -- resources -------------------------------------------------------------------
+        self.rs_flow = ResourceUserFlow(RS, self.random)
         self.rs = self._resource(
             RS,
             keys["rs"],
@@ -335,6 +414,7 @@ class World:
                 ),
             ),
             access_server=None,
+            token_interaction=self.rs_flow,
         )
         self.fed = self._resource(
             FED,
@@ -415,6 +495,7 @@ class World:
         *,
         routes: tuple[Route, ...],
         access_server: str | None,
+        token_interaction: ResourceUserFlow | None = None,
     ) -> Resource:
         store = MemoryResourceStore()
         config = ResourceConfig(
@@ -428,6 +509,7 @@ class World:
             pending_base=f"{issuer}/pending/",
             access_server=access_server,
             scope_descriptions=frozenset({"data.read", "data.write", "notes"}),
+            token_interaction=token_interaction,
         )
         metadata = ResourceMetadata.from_dict(
             {
@@ -444,6 +526,39 @@ class World:
         )
         return Resource(config=config, store=store, metadata=metadata)
 
+    # -- strangers at other parties' pending URLs ----------------------------------------
+
+    def as_intruder(self, method: str, url: str) -> HttpRequest:
+        """``method url`` signed now by another agent of the same AP (its own key and a
+        valid agent token): a poller that is not the one the pending record belongs to."""
+        key = self.signers["software:intruder"]
+        claims = AgentTokenClaims(
+            iss=AP,
+            dwk=DWK_AGENT,
+            jti=f"intruder-{self.now}",
+            iat=self.now,
+            exp=self.now + 3600,
+            sub=AgentId.parse("aauth:intruder@ap.example"),
+            cnf=Confirmation(jwk=key.public_jwk()),
+            ps=PS,
+        )
+        token = mint_token(claims, self.signers["software:ap"])
+        bare = HttpRequest(method=method, url=url)
+        fields = sign_aauth_request(bare, key, token=token, created=self.now)
+        return HttpRequest(method=method, url=url, headers=fields)
+
+    def as_other_ps(self, method: str, url: str) -> HttpRequest:
+        """``method url`` signed now by :data:`OTHER_PS` as a server (``jwks_uri`` scheme)."""
+        bare = HttpRequest(method=method, url=url)
+        fields = sign_server_request(
+            bare,
+            self.signers["software:other-ps"],
+            issuer=OTHER_PS,
+            dwk=DWK_PERSON,
+            created=self.now,
+        )
+        return HttpRequest(method=method, url=url, headers=fields)
+
     def random(self, n: int = RANDOM) -> bytes:
         return self._rng.randbytes(n)
 
@@ -459,6 +574,10 @@ class World:
             if wake <= self.now and url in self._background:
                 del self._background[url]
                 self._run_federation(url, Snapshot.from_json(text), TimerFired(at=self.now))
+        due = [prompt for when, prompt in self._approvals if when <= self.now]
+        self._approvals = [(when, p) for when, p in self._approvals if when > self.now]
+        for prompt in due:  # Alice answers on her device, later
+            self._ps_event(prompt.pending_url, self._decide(prompt))
 
     # -- the wire ----------------------------------------------------------------------------
 
@@ -500,8 +619,15 @@ class World:
                     queue.append(Served(response=self.app(action), at=self.now))
                 elif isinstance(action, ConsentPrompt | ShowConsent):
                     self.person.prompts.append(action)
-                    queue.append(self._decide(action))
-                elif isinstance(action, Federate | FederationAnswer):
+                    if (
+                        isinstance(action, ConsentPrompt)
+                        and action.channel is ConsentMode.APPROVAL
+                        and self.person.approval_delay > 0
+                    ):
+                        self._approvals.append((self.now + self.person.approval_delay, action))
+                    else:
+                        queue.append(self._decide(action))
+                elif isinstance(action, Federate | FederationAnswer | RedirectPerson):
                     later.append(action)  # once the PS machine is saved
                 elif store.apply(action):
                     self.records.append(action)
@@ -537,7 +663,7 @@ class World:
             pending_id = path.removeprefix("/pending/")
             snapshot = resource.store.pending(pending_id)
             if snapshot is None:
-                return _not_found()
+                return resource_not_found()
             machine = _RESOURCE_PENDING[snapshot.machine].restore(snapshot, config=config)
             response, _ = self._run(machine, event, resource.store)
             resource.store.save_pending(pending_id, machine.snapshot())
@@ -568,7 +694,7 @@ class World:
             }
             kind = endpoints.get(url)
             if kind is None:
-                return _not_found()
+                return ps_not_found() if "/pending/" in url else _not_found()
             machine, event = kind(config=self.ps_config), arrived
         response, later = self._run(machine, event, self.ps_store)
         self._save_ps(machine)
@@ -579,6 +705,8 @@ class World:
                 _, text = self._background.pop(url)
                 answer = AnswerPending(body=action.body, at=self.now)
                 self._run_federation(url, Snapshot.from_json(text), answer)
+            elif isinstance(action, RedirectPerson):
+                self.browse(action.url)
         assert response is not None, f"the PS did not answer {url}"
         return response
 
@@ -596,11 +724,17 @@ class World:
         code = getattr(machine.data, "code", None)
         if code is not None:
             self._ps_codes[normalize_code(code)] = url
+        callback = getattr(machine.data, "callback_url", None)
+        if callback is not None:
+            self._ps_callbacks[callback] = url
 
     def _ps_event(self, url: str, event: Event) -> None:
         machine = self._restore_ps(url)
-        self._run(machine, event, self.ps_store)
+        _, later = self._run(machine, event, self.ps_store)
         self._save_ps(machine)
+        for action in later:
+            if isinstance(action, RedirectPerson):
+                self.browse(action.url)
 
     # -- federation: the PS as a client of the AS --------------------------------------------
 
@@ -644,6 +778,8 @@ class World:
             event = PendingRequestReceived(request=request, at=self.now, nonce=self.random(16))
         elif url == self.as_metadata.auth_token_endpoint:
             event = TokenRequestReceived(request=request, at=self.now, nonce=self.random(16))
+        elif "/pending" in url:
+            return _as_not_found()
         else:
             return _not_found()
         response, _ = self._run(machine, event, self.as_store)
@@ -676,6 +812,26 @@ class World:
             machine = PendingInteraction.restore(snapshot, config=resource.config)
             self._run(machine, CodePresented(code=code, at=self.now), resource.store)
             resource.store.save_pending(pending_id, machine.snapshot())
+
+    def browse(self, url: str) -> None:
+        """Alice's browser is sent to ``url``: a resource's own interaction page (she does
+        what her plan says; the page redirects her to its ``callback``, with ``?error=`` on
+        failure), or the PS callback URL (the PS resumes her pending request)."""
+        self.person.visits.append(url)
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        origin, path = _origin(url), parts.path
+        if origin == RS and path == urlsplit(self.rs_flow.url).path:
+            callback = query.get("callback", [""])[0]
+            if not self.rs_flow.consume(query.get("code", [""])[0]) or not callback:
+                return  # the page says "unknown code": nothing happens
+            error = _RESOURCE_PAGE_ERRORS[self.person.next()]
+            self.browse(callback if error is None else f"{callback}?{urlencode({'error': error})}")
+        elif origin == PS:
+            pending = self._ps_callbacks.get(f"{origin}{path}")
+            if pending is not None:
+                error = query.get("error", [None])[0]
+                self._ps_event(pending, ResourceCallback(error=error, at=self.now))
 
     # -- the Agent Provider ------------------------------------------------------------------
 

@@ -277,6 +277,8 @@ def test_person_token_for_call_chaining_names_the_upstream_person() -> None:
     upstream, up_claims = person_token(aud=RS, exp=NOW + 700)
     store = new_store()
     store.directed[(RS, up_claims.sub)] = "alice"
+    # alice let the intermediary act at R2 as her before (same consent rule as unchained)
+    store.consents.add(("alice", RS, "aauth:chain@resource.example", "https://r2.example"))
     machine = PersonTokenMachine(config=new_config(store))
     body = {"resource": "https://r2.example", "upstream_token": upstream}
     request = signed_post(PT_URL, body, token=r1_agent, key=r1_key)

@@ -11,6 +11,11 @@ its snapshot under the pending URL and feeds it :class:`PendingRequest` (the age
 :class:`InteractionArrived` / :class:`PersonDecided` / :class:`PersonAsked` (the person)
 and :class:`~aauth_flows.machines.actions.TimerFired` (expiry). Lookups go through the
 config's :class:`PsStore`; writes are the ``Record…`` actions.
+
+The person is asked with :class:`ConsentPrompt`, on the PS page she opened with the code
+(``channel`` interaction) or through the PS's own channel (``channel`` approval). When the
+resource token carries ``interaction`` (§5.4) the PS first sends her to the resource with
+:class:`RedirectPerson`; her return to the callback URL is :class:`ResourceCallback`.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from aauth_flows.machines.ps_auth_token import (
     parse_token_exchange,
 )
 from aauth_flows.machines.ps_common import (
+    CALLBACK_ERRORS,
     RANDOM_BYTES,
     CodeRefused,
+    ConsentMode,
     ConsentPrompt,
     Decision,
     DecisionRefused,
@@ -44,12 +51,15 @@ from aauth_flows.machines.ps_common import (
     RecordIssued,
     RecordRequestSeen,
     RecordRevocation,
+    RedirectPerson,
     RequestArrived,
+    ResourceCallback,
+    callback_outcome,
     directed_sub,
+    not_found,
 )
 from aauth_flows.machines.ps_consent import (
     TOKEN_TYPE_JWT,
-    ConsentMode,
     TokenRequestData,
     TokenRequestMachine,
     TokenRequestState,
@@ -92,6 +102,11 @@ __all__ = [
     "CodeRefused",
     "DecisionRefused",
     "ConsentPrompt",
+    "RedirectPerson",
+    "ResourceCallback",
+    "CALLBACK_ERRORS",
+    "callback_outcome",
+    "not_found",
     "RecordIssued",
     "RecordConsent",
     "RecordGrant",

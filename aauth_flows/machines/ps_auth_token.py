@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import hmac
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from attrs import evolve
 
 from aauth_core.b64 import b64url_encode
 from aauth_core.errors import AAuthError, MalformedInput, SignatureFailure, TokenParameterError
+from aauth_core.headers.requirement import validate_interaction_code
 from aauth_core.interaction import generate_code
+from aauth_core.tokens.claims import ResourceTokenClaims
 from aauth_flows.machines.actions import TimerFired
 from aauth_flows.machines.engine import Action, Step, handles, table
 from aauth_flows.machines.federation_api import (
@@ -50,6 +52,7 @@ from aauth_flows.machines.ps_checks import (
 from aauth_flows.machines.ps_common import (
     IssuedKind,
     PendingRequest,
+    PersonServerConfig,
     RecordAgentToken,
     RecordRequestSeen,
     RequestArrived,
@@ -58,12 +61,12 @@ from aauth_flows.machines.ps_common import (
     step,
 )
 from aauth_flows.machines.ps_consent import (
-    CONSENT_ROWS,
     TOKEN_TYPE_JWT,
     ConsentMode,
     TokenRequestData,
     TokenRequestMachine,
     TokenRequestState,
+    consent_rows,
     form_error,
 )
 
@@ -130,7 +133,7 @@ class AuthTokenMachine(TokenRequestMachine):
     TRANSITIONS = table(
         [
             (S.RECEIVED, RequestArrived, {S.MINTING, S.PENDING, S.FEDERATING, S.REJECTED}),
-            *CONSENT_ROWS,
+            *consent_rows(resource_interaction=True),
             (S.FEDERATING, FederationProgress, {S.FEDERATING}),
             (S.FEDERATING, FederationSettled, {S.COMPLETED, S.FAILED}),
             (S.FEDERATING, PendingRequest, {S.FEDERATING, S.GONE}),
@@ -249,6 +252,25 @@ class AuthTokenMachine(TokenRequestMachine):
             return self._federate(data, records, pending_id)
         person = self._person(data)
         data = evolve(data, person=person)
+        if rt.interaction is not None:
+            # §5.4: the resource needs its own user flow first; the person reaches it
+            # through this PS's interaction page, then comes back for the PS's consent.
+            if "interaction" not in caps:
+                raise AAuthError(
+                    "the resource needs the person at its interaction page and the agent "
+                    "lacks the interaction capability",
+                    code="user_unreachable",
+                    status=403,
+                )
+            data = evolve(
+                data,
+                resource_interaction_url=_admitted_interaction_url(config, rt),
+                resource_interaction_code=_interaction_code(rt),
+                callback_url=config.callback_url(b64url_encode(rand[40:56])),
+            )
+            mode = ConsentMode.INTERACTION
+            opened = self._open_pending(data, mode, generate_code(rand[32:40]), pending_id)
+            return step(state=opened.state, data=opened.data, actions=[*records, *opened.actions])
         if config.store.has_grant(person, rt.iss, scope, rt.mission_s256):
             return self._mint(data, at, records)
         if config.store.can_reach(person):
@@ -314,6 +336,38 @@ class AuthTokenMachine(TokenRequestMachine):
             data=data,
             actions=[*records, federate, Respond(response=self._pending(S.FEDERATING, data))],
         )
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{(parts.netloc or '').lower()}"
+
+
+def _admitted_interaction_url(config: PersonServerConfig, rt: ResourceTokenClaims) -> str:
+    """The resource token's ``interaction.url``, checked before the person is ever sent
+    there (§8): https with a host and no query (core checked it when parsing the token),
+    on the resource's own origin or one the PS admits (egress admission)."""
+    assert rt.interaction is not None
+    url = rt.interaction.url
+    if _origin(url) != _origin(rt.iss) and _origin(url) not in config.interaction_origins:
+        raise TokenParameterError(
+            "the resource token's interaction url is on an origin the PS does not admit",
+            code="invalid_resource_token",
+            parameter="resource",
+        )
+    return url
+
+
+def _interaction_code(rt: ResourceTokenClaims) -> str:
+    assert rt.interaction is not None
+    try:
+        return validate_interaction_code(rt.interaction.code)
+    except AAuthError as exc:
+        raise TokenParameterError(
+            f"the resource token's interaction code is malformed: {exc.detail}",
+            code="invalid_resource_token",
+            parameter="resource",
+        ) from exc
 
 
 def _aud(token: str) -> str:

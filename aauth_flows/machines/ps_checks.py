@@ -276,14 +276,16 @@ def verify_upstream(
 
 
 def check_mission(
-    config: PersonServerConfig, s256: str, caller: AgentCaller, now: int
+    config: PersonServerConfig, s256: str, caller: AgentCaller, now: int, *, owned: bool = True
 ) -> MissionRecord:
     """The mission exists, is this agent's, is active and unexpired. Not found and not
-    owned answer the same (no existence oracle)."""
+    owned answer the same (no existence oracle). ``owned=False`` is call chaining (§7.4):
+    the mission came with the upstream token and belongs to the agent upstream, not to
+    the intermediary that signs; it must still be active and unexpired."""
     mission = config.store.mission(s256)
-    if mission is None or (mission.agent_iss, mission.agent_sub) != (
-        caller.claims.iss,
-        str(caller.claims.sub),
+    if mission is None or (
+        owned
+        and (mission.agent_iss, mission.agent_sub) != (caller.claims.iss, str(caller.claims.sub))
     ):
         raise MalformedInput("unknown mission")
     if not mission.active or (mission.expires_at is not None and now >= mission.expires_at):

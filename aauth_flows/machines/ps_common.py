@@ -55,6 +55,12 @@ __all__ = [
     "CodeRefused",
     "DecisionRefused",
     "ConsentPrompt",
+    "ConsentMode",
+    "ResourceCallback",
+    "RedirectPerson",
+    "CALLBACK_ERRORS",
+    "callback_outcome",
+    "not_found",
     "directed_sub",
     "problem",
     "json_response",
@@ -69,8 +75,8 @@ St = TypeVar("St", bound=enum.Enum)
 Dt = TypeVar("Dt")
 
 #: Random bytes a request event carries: 16 for the ``jti``, 16 for the pending URL,
-#: 8 for the interaction code (5 used).
-RANDOM_BYTES = 40
+#: 8 for the interaction code (5 used), 16 for the callback URL of a resource interaction.
+RANDOM_BYTES = 56
 
 
 # -- records ------------------------------------------------------------------------------
@@ -296,7 +302,10 @@ class PersonServerConfig:
 
     ``sub_secret`` keys the directed ``sub`` (HMAC-SHA-256 of person and resource, the
     minimal-PS appendix). ``pending_base`` is the prefix of pending URLs (same origin),
-    ``interaction_url`` the page the person opens with the code. ``token_exchange``
+    ``interaction_url`` the page the person opens with the code. ``callback_base`` is the
+    prefix of the URL a resource's own interaction sends the person back to (§5.4; default
+    ``{issuer}/callback/``); ``interaction_origins`` admits resource interaction URLs on
+    origins other than the resource's own (egress admission, §8). ``token_exchange``
     turns on the RFC 8693 form binding of ``auth_token_endpoint`` (off by default: a form
     request is then ``invalid_request`` 400).
     """
@@ -317,12 +326,21 @@ class PersonServerConfig:
     signature_window: int = 60
     token_exchange: bool = False
     policy: TokenPolicy = field(factory=TokenPolicy)
+    callback_base: str | None = None
+    interaction_origins: frozenset[str] = field(default=frozenset(), converter=frozenset)
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.token_lifetime <= 3600:
             raise ValueError("person and auth tokens live at most one hour")
         if not self.pending_base.startswith(self.issuer + "/"):
             raise ValueError("pending URLs are on the PS's own origin")
+        if self.callback_base is not None and not self.callback_base.startswith(self.issuer + "/"):
+            raise ValueError("callback URLs are on the PS's own origin")
+
+    def callback_url(self, callback_id: str) -> str:
+        """Where a resource's own interaction sends the person back (§5.4)."""
+        base = self.callback_base if self.callback_base is not None else self.issuer + "/callback/"
+        return base + callback_id
 
 
 # -- the person's events and the consent UI's actions ------------------------------------
@@ -357,6 +375,15 @@ class InteractionArrived(Event):
 
     code: str
     at: int
+
+
+class ConsentMode(enum.Enum):
+    """How the PS reaches the person: she opens its interaction page with the code the
+    agent relays (``interaction``), or the PS asks her through a pre-established channel
+    (``approval``, §5.4, preferred by §8)."""
+
+    INTERACTION = "interaction"
+    APPROVAL = "approval"
 
 
 class Decision(enum.Enum):
@@ -399,14 +426,61 @@ class DecisionRefused(Action):
 
 @frozen(kw_only=True)
 class ConsentPrompt(Action):
-    """Show the consent page: resource-asserted content apart from agent-asserted."""
+    """Ask the person, with the full context §8 asks for (agent and its provider,
+    resource, scope, mission) and agent-asserted text (``justification``,
+    ``clarification_response``) kept apart for display as such.
+
+    ``channel`` says where: the PS page the person opened with the interaction code
+    (``interaction``), or pushed to ``person`` through the PS's pre-established channel
+    (``approval``: the host must reach her there). Either way her answer comes back as
+    :class:`PersonDecided` (or :class:`PersonAsked`) for ``pending_url``."""
 
     pending_url: str
+    channel: ConsentMode
+    #: PERSON: "may this agent act at this resource as you?"; AUTH: "grant this scope?"
+    kind: IssuedKind
     resource: str
     agent: str
+    agent_provider: str
+    person: str | None = None
     scope: str | None = None
+    account: str | None = None
+    mission_s256: str | None = None
     justification: str | None = None
     clarification_response: str | None = None
+
+
+@frozen(kw_only=True)
+class ResourceCallback(Event):
+    """The person's browser came back to the PS callback URL from the resource's own
+    interaction (§5.4): ``error`` is its ``?error=`` value, None when the flow completed."""
+
+    error: str | None
+    at: int
+
+
+@frozen(kw_only=True)
+class RedirectPerson(Action):
+    """Send the person's browser to ``url``: the resource's interaction with its code and
+    the PS callback (§5.4). The URL was validated (https, admitted origin) first."""
+
+    url: str
+
+
+#: §5.4 / §5.10: the resource's ``?error=`` on the callback → the polling outcome.
+CALLBACK_ERRORS: dict[str, tuple[str, int]] = {
+    "access_denied": ("denied", 403),
+    "user_abandoned": ("abandoned", 403),
+    "interaction_expired": ("expired", 408),
+    "server_error": ("server_error", 500),
+    "temporarily_unavailable": ("server_error", 500),
+}
+
+
+def callback_outcome(error: str) -> tuple[str, int]:
+    """The polling code and status for a callback ``error`` (an unknown value is the
+    resource's failure: ``server_error``)."""
+    return CALLBACK_ERRORS.get(error, ("server_error", 500))
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -463,6 +537,13 @@ def pending_response(
     return HttpResponse(
         status=202, headers=headers, body=json.dumps(content, separators=(",", ":")).encode()
     )
+
+
+def not_found() -> HttpResponse:
+    """The answer for a pending URL that does not exist *or* is not the caller's: the same
+    status, code and body, so a poller learns nothing about other agents' requests (§5.9,
+    §8; the resource and the AS answer the same)."""
+    return problem(AAuthError("no such pending request", code="not_found", status=404))
 
 
 def gone() -> HttpResponse:

@@ -15,6 +15,7 @@ import enum
 import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 from attrs import evolve, frozen
 
@@ -45,6 +46,7 @@ from aauth_flows.machines.ps_checks import (
 )
 from aauth_flows.machines.ps_common import (
     CodeRefused,
+    ConsentMode,
     ConsentPrompt,
     Decision,
     DecisionRefused,
@@ -59,10 +61,14 @@ from aauth_flows.machines.ps_common import (
     RecordConsent,
     RecordGrant,
     RecordIssued,
+    RedirectPerson,
     RequestArrived,
+    ResourceCallback,
+    callback_outcome,
     directed_sub,
     gone,
     json_response,
+    not_found,
     parse_json_body,
     pending_response,
     problem,
@@ -75,6 +81,7 @@ __all__ = [
     "TokenRequestData",
     "TokenRequestMachine",
     "CONSENT_ROWS",
+    "consent_rows",
     "form_error",
     "TOKEN_TYPE_JWT",
 ]
@@ -87,6 +94,7 @@ class TokenRequestState(enum.Enum):
     MINTING = "minting"
     PENDING = "pending"
     INTERACTING = "interacting"
+    AT_RESOURCE = "at_resource"  # the person was sent to the resource's own interaction
     CLARIFYING = "clarifying"
     FEDERATING = "federating"
     COMPLETED = "completed"  # result ready, served on the next poll
@@ -95,11 +103,6 @@ class TokenRequestState(enum.Enum):
     FAILED = "failed"  # denied / abandoned / expired / relayed error, served on the next poll
     GONE = "gone"  # the terminal answer was served: 410 from now on
     ERROR = "error"
-
-
-class ConsentMode(enum.Enum):
-    INTERACTION = "interaction"
-    APPROVAL = "approval"
 
 
 @frozen(kw_only=True)
@@ -146,6 +149,10 @@ class TokenRequestData:
     question: str | None = None
     clarification_response: str | None = None
     resume: TokenRequestState = TokenRequestState.PENDING
+    # resource-initiated interaction (§5.4): the resource token's ``interaction``
+    resource_interaction_url: str | None = None
+    resource_interaction_code: str | None = None
+    callback_url: str | None = None
     # federation
     access_server: str | None = None
     relayed_requirement: str | None = None
@@ -166,21 +173,46 @@ S = TokenRequestState
 _LIVE = (S.PENDING, S.INTERACTING, S.CLARIFYING)
 _AFTER = (S.MINTING, S.COMPLETED, S.FAILED, S.GONE)
 
-#: The rows both token machines share (the start rows are each machine's own).
-CONSENT_ROWS: list[tuple[S, type[Event], Iterable[S]]] = [
-    (S.MINTING, SignatureProduced, {S.ANSWERED, S.COMPLETED, S.FAILED}),
-    (S.MINTING, PendingRequest, {S.MINTING, S.GONE}),
-    *[(st, PendingRequest, {st, S.PENDING, S.INTERACTING, S.GONE}) for st in _LIVE],
-    (S.COMPLETED, PendingRequest, {S.COMPLETED, S.GONE}),
-    (S.FAILED, PendingRequest, {S.FAILED, S.GONE}),
-    (S.GONE, PendingRequest, {S.GONE}),
-    (S.PENDING, InteractionArrived, {S.PENDING, S.INTERACTING, S.FAILED}),
-    *[(st, InteractionArrived, {st}) for st in (S.INTERACTING, S.CLARIFYING, *_AFTER)],
-    *[(st, PersonDecided, {st, S.MINTING, S.FAILED}) for st in _LIVE],
-    *[(st, PersonDecided, {st}) for st in _AFTER],
-    *[(st, PersonAsked, {st, S.CLARIFYING, S.FAILED}) for st in _LIVE],
-    *[(st, TimerFired, {st, S.FAILED}) for st in _LIVE],
-]
+
+def consent_rows(*, resource_interaction: bool = False) -> list[tuple[S, type[Event], Iterable[S]]]:
+    """The rows both token machines share (the start rows are each machine's own);
+    ``resource_interaction`` adds the detour through the resource's own interaction
+    (§5.4: ``PENDING`` → ``AT_RESOURCE`` → callback → the PS's consent)."""
+    arrival = {S.PENDING, S.INTERACTING, S.FAILED}
+    rows: list[tuple[S, type[Event], Iterable[S]]] = [
+        (S.MINTING, SignatureProduced, {S.ANSWERED, S.COMPLETED, S.FAILED}),
+        (S.MINTING, PendingRequest, {S.MINTING, S.GONE}),
+        *[(st, PendingRequest, {st, S.PENDING, S.INTERACTING, S.GONE}) for st in _LIVE],
+        (S.COMPLETED, PendingRequest, {S.COMPLETED, S.GONE}),
+        (S.FAILED, PendingRequest, {S.FAILED, S.GONE}),
+        (S.GONE, PendingRequest, {S.GONE}),
+        (
+            S.PENDING,
+            InteractionArrived,
+            arrival | ({S.AT_RESOURCE} if resource_interaction else set()),
+        ),
+        *[(st, InteractionArrived, {st}) for st in (S.INTERACTING, S.CLARIFYING, *_AFTER)],
+        *[(st, PersonDecided, {st, S.MINTING, S.FAILED}) for st in _LIVE],
+        *[(st, PersonDecided, {st}) for st in _AFTER],
+        *[(st, PersonAsked, {st, S.CLARIFYING, S.FAILED}) for st in _LIVE],
+        *[(st, TimerFired, {st, S.FAILED}) for st in _LIVE],
+    ]
+    if resource_interaction:
+        at = S.AT_RESOURCE
+        rows += [
+            (at, PendingRequest, {at, S.GONE}),
+            (at, InteractionArrived, {at}),
+            (at, PersonDecided, {at}),
+            (at, PersonAsked, {at}),
+            (at, TimerFired, {at, S.FAILED}),
+            (at, ResourceCallback, {S.INTERACTING, S.MINTING, S.FAILED}),
+            *[(st, ResourceCallback, {st}) for st in (*_LIVE, *_AFTER)],
+        ]
+    return rows
+
+
+#: The shared rows without the resource-interaction detour.
+CONSENT_ROWS = consent_rows()
 
 
 def _terminal(code: str, status: int, detail: str) -> AAuthError:
@@ -280,7 +312,7 @@ class TokenRequestMachine(Machine[TokenRequestState, TokenRequestData]):
             return pending_response(
                 data.pending_url, retry, Requirement.parse(data.relayed_requirement), body
             )
-        if state is S.INTERACTING:
+        if state in (S.INTERACTING, S.AT_RESOURCE):
             return pending_response(data.pending_url, retry, None, {"status": "interacting"})
         if state is S.PENDING and data.mode is ConsentMode.INTERACTION:
             assert data.code is not None
@@ -308,7 +340,11 @@ class TokenRequestMachine(Machine[TokenRequestState, TokenRequestData]):
             pending_expires=data.at + self.config.pending_lifetime,
             deferred=True,
         )
-        return step(state=S.PENDING, data=data, actions=[_respond(self._pending(S.PENDING, data))])
+        actions = [_respond(self._pending(S.PENDING, data))]
+        if mode is ConsentMode.APPROVAL:
+            # §5.4 requirement=approval: the PS asks the person through its own channel now
+            actions.append(self._prompt(data))
+        return step(state=S.PENDING, data=data, actions=actions)
 
     def _producer(self, data: TokenRequestData) -> Callable[[Signer], str]:
         claims = data.person_claims if data.kind is IssuedKind.PERSON else data.auth_claims
@@ -415,6 +451,8 @@ class TokenRequestMachine(Machine[TokenRequestState, TokenRequestData]):
             expired = _terminal("expired", 408, "the interaction code expired")
             return step(state=S.FAILED, data=failed, actions=[CodeRefused(error=expired)])
         if codes_match(data.code, event.code):
+            if data.resource_interaction_url is not None:
+                return step(state=S.AT_RESOURCE, data=data, actions=[self._to_resource(data)])
             return step(state=S.INTERACTING, data=data, actions=[self._prompt(data)])
         failures = data.code_failures + 1
         data = evolve(data, code_failures=failures)
@@ -424,14 +462,54 @@ class TokenRequestMachine(Machine[TokenRequestState, TokenRequestData]):
         return step(state=state, data=data, actions=[CodeRefused(error=refused)])
 
     def _prompt(self, data: TokenRequestData) -> ConsentPrompt:
+        channel = data.mode if data.mode is not None else ConsentMode.INTERACTION
         return ConsentPrompt(
             pending_url=data.pending_url,
+            channel=channel,
+            kind=data.kind,
             resource=data.resource,
             agent=data.agent_sub,
+            agent_provider=data.agent_iss,
+            person=data.person,
             scope=data.scope,
+            account=data.account,
+            mission_s256=data.mission_s256,
             justification=data.justification,
             clarification_response=data.clarification_response,
         )
+
+    def _to_resource(self, data: TokenRequestData) -> RedirectPerson:
+        """§5.4: ``{interaction.url}?code={interaction.code}&callback={ps_callback_url}``
+        (the URL was validated and admitted when the request arrived)."""
+        assert data.resource_interaction_url is not None
+        query = urlencode(
+            {"code": data.resource_interaction_code or "", "callback": data.callback_url or ""}
+        )
+        return RedirectPerson(url=f"{data.resource_interaction_url}?{query}")
+
+    @handles(ResourceCallback)
+    def _callback(
+        self, state: S, data: TokenRequestData, event: ResourceCallback
+    ) -> Step[S, TokenRequestData]:
+        """The person is back from the resource's interaction: its ``?error=`` ends the
+        request (mapped per §5.4); otherwise the PS runs its own consent."""
+        if state is not S.AT_RESOURCE:
+            refused = DecisionRefused(reason="no resource interaction is under way")
+            return step(state=state, data=data, actions=[refused])
+        if event.at >= data.pending_expires:
+            return step(
+                state=S.FAILED, data=self._fail(data, "expired", 408, "the pending request expired")
+            )
+        if event.error is not None:
+            code, status = callback_outcome(event.error)
+            detail = f"the resource's interaction ended with {event.error[:40]!r}"
+            return step(state=S.FAILED, data=self._fail(data, code, status, detail))
+        store = self.config.store
+        if data.person is not None and store.has_grant(
+            data.person, data.resource, data.scope, data.mission_s256
+        ):
+            return self._mint(data, event.at)
+        return step(state=S.INTERACTING, data=data, actions=[self._prompt(data)])
 
     @handles(PersonDecided)
     def _decided(
@@ -442,6 +520,8 @@ class TokenRequestMachine(Machine[TokenRequestState, TokenRequestData]):
 
         if state in _AFTER:
             return refuse("the request is already decided")
+        if state is S.AT_RESOURCE:
+            return refuse("the resource's own interaction is not complete")
         if state is S.PENDING and data.mode is ConsentMode.INTERACTION:
             return refuse("the interaction code has not been presented")
         if data.person is not None and event.person != data.person:
@@ -497,7 +577,7 @@ class TokenRequestMachine(Machine[TokenRequestState, TokenRequestData]):
     def _asked(
         self, state: S, data: TokenRequestData, event: PersonAsked
     ) -> Step[S, TokenRequestData]:
-        if state is S.PENDING and data.mode is ConsentMode.INTERACTION:
+        if state is S.AT_RESOURCE or (state is S.PENDING and data.mode is ConsentMode.INTERACTION):
             return step(
                 state=state,
                 data=data,
@@ -538,8 +618,8 @@ class TokenRequestMachine(Machine[TokenRequestState, TokenRequestData]):
         ) -> Step[S, TokenRequestData]:
             return step(state=next_state, data=next_data, actions=[_respond(response)])
 
-        if state is S.GONE:
-            return answer(gone())
+        # The caller is verified before anything is said about the record (§5.9, §8):
+        # another agent gets the answer an unknown URL gets, even once it is gone.
         request = event.request
         try:
             caller = verify_agent_request(self.config, request, event.at)
@@ -549,9 +629,11 @@ class TokenRequestMachine(Machine[TokenRequestState, TokenRequestData]):
             caller.claims.iss,
             str(caller.claims.sub),
         ) != (data.agent_iss, data.agent_sub):
-            return answer(problem(AAuthError("no such pending request", status=404)))
+            return answer(not_found())
+        if state is S.GONE:
+            return answer(gone())
         method = request.method.upper()
-        live = state in (*_LIVE, S.FEDERATING, S.MINTING)
+        live = state in (*_LIVE, S.AT_RESOURCE, S.FEDERATING, S.MINTING)
         if live and event.at >= data.pending_expires:
             return answer(
                 self._error_response(
@@ -634,7 +716,10 @@ class TokenRequestMachine(Machine[TokenRequestState, TokenRequestData]):
         except AAuthError as exc:
             return stay(problem(exc))
         actions: list[Action] = [_respond(self._pending(data.resume, resumed))]
-        if data.resume is S.INTERACTING:
+        if data.resume is S.INTERACTING or (
+            data.resume is S.PENDING and data.mode is ConsentMode.APPROVAL
+        ):
+            # the person sees the agent's answer (attributed to it) where she is asked
             actions.append(self._prompt(resumed))
         return step(state=data.resume, data=resumed, actions=actions)
 

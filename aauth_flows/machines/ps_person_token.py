@@ -5,8 +5,10 @@
 (agent, resource) needs the person's approval (``202``); later ones are issued at once.
 The token: ``iss`` = PS, ``aud`` = resource, directed ``sub``, ``cnf`` = the agent's (or
 sub-agent's) key, ``exp`` ≤ 1 h, the agent token, the upstream token and the mission.
-A call-chaining request (``upstream_token``) names its person through the upstream token
-and neither uses nor creates a binding.
+A call-chaining request (``upstream_token``, §7.4) names its person through the upstream
+token and neither uses nor creates a binding; otherwise the consent rules are the same
+(the person's consent for this intermediary at this resource, remembered or asked), the
+upstream ``mission_s256`` is copied and ``exp`` is capped at the upstream token's.
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ class PersonTokenMachine(TokenRequestMachine):
         else:
             person = config.store.person_for_agent(agent.iss, str(agent.sub))
         if mission_s256 is not None:
-            mission = check_mission(config, mission_s256, caller, at)
+            mission = check_mission(config, mission_s256, caller, at, owned=upstream is None)
             if mission.expires_at is not None:
                 exp_cap = min(exp_cap, mission.expires_at)
         rand = event.random
@@ -138,9 +140,8 @@ class PersonTokenMachine(TokenRequestMachine):
             records.append(
                 RecordAgentToken(iss=agent.iss, jti=agent.jti, sub=str(agent.sub), exp=agent.exp)
             )
-        if upstream is not None or (
-            person is not None
-            and config.store.has_person_consent(person, agent.iss, str(agent.sub), resource)
+        if person is not None and config.store.has_person_consent(
+            person, agent.iss, str(agent.sub), resource
         ):
             return self._mint(data, at, records)
         # The question is "may this agent act at this resource as you?" (§5.3).

@@ -48,6 +48,7 @@ from aauth_flows.machines.ps_common import (
     RecordRevocation,
     RequestArrived,
     gone,
+    not_found,
     parse_json_body,
     pending_response,
     problem,
@@ -328,14 +329,16 @@ class RevocationMachine(Machine[RevocationState, RevocationData]):
         def answer(response: HttpResponse, next_state: R = state) -> Step[R, RevocationData]:
             return step(state=next_state, data=data, actions=[Respond(response=response)])
 
-        if state is R.GONE:
-            return answer(gone())
+        # The caller first (§5.9, §8): another server gets the unknown-URL answer, even
+        # once the record is gone; 410 is for the server that asked.
         try:
             caller = verify_server_request(self._config, event.request, event.at)
         except AAuthError as exc:
             return answer(problem(exc))
         if caller != data.caller or not data.answered:
-            return answer(problem(AAuthError("no such pending request", status=404)))
+            return answer(not_found())
+        if state is R.GONE:
+            return answer(gone())
         if state is R.COMPLETED:
             return answer(HttpResponse(status=200), R.GONE)
         return answer(pending_response(data.pending_url, self._config.retry_after))

@@ -250,8 +250,11 @@ def resource_token_claims(
 ) -> ResourceTokenClaims:
     """The resource token for a verified person or auth token (§2.5): ``aud`` = the AS
     (four-party) or the PS; ``presented_jti`` = that token's ``jti``; ``agent_jkt`` = the
-    request-signing key; ``mission_s256`` and ``tenant`` copied, never stripped."""
+    request-signing key; ``mission_s256`` and ``tenant`` copied, never stripped;
+    ``interaction`` when the config's ``token_interaction`` asks for the resource's own flow."""
     ps = presented.issuer if isinstance(presented, PersonPrincipal) else presented.ps
+    hook = config.token_interaction
+    interaction = hook.interaction(presented, scope, jti) if hook is not None else None
     return ResourceTokenClaims(
         iss=config.issuer,
         dwk=DWK_RESOURCE,
@@ -267,6 +270,7 @@ def resource_token_claims(
         account=account,
         mission_s256=presented.mission_s256,
         tenant=presented.tenant,
+        interaction=interaction,
     )
 
 

@@ -19,7 +19,7 @@ from aauth_core.http import HttpRequest
 from aauth_core.httpsig import DEFAULT_WINDOW
 from aauth_core.identifiers import AgentId, ServerId
 from aauth_core.requests import RequestVerifier
-from aauth_core.tokens.claims import ResourceTokenClaims
+from aauth_core.tokens.claims import ResourceInteraction, ResourceTokenClaims
 from aauth_core.tokens.verify import KeyResolver
 from aauth_flows.machines.signing import SigningKey
 
@@ -37,6 +37,7 @@ __all__ = [
     "AllowAll",
     "RevocationLookup",
     "SessionLookup",
+    "TokenInteraction",
     "ResourceConfig",
     "RANDOM_BYTES",
 ]
@@ -226,6 +227,18 @@ class SessionLookup(Protocol):
     def session(self, digest: str) -> SessionRecord | None: ...
 
 
+class TokenInteraction(Protocol):
+    """The resource's own user flow before the PS's consent (§2.5 ``interaction``, §5.4),
+    asked once per resource token minted. It returns the https URL of the resource's
+    interaction page and a code for this token (the host's page keeps what it needs to
+    recognise the code and MUST redirect the person to the ``callback`` it is given), or
+    None when no flow of its own is needed."""
+
+    def interaction(
+        self, presented: PersonPrincipal | AuthorizedPrincipal, scope: str | None, jti: str
+    ) -> ResourceInteraction | None: ...
+
+
 def _server_id(_inst: object, _attr: object, value: str | None) -> None:
     if value is not None:
         ServerId.parse(value)
@@ -251,7 +264,8 @@ class ResourceConfig:
     ``keys`` resolves token issuers (AP, PS, AS); ``server_keys`` resolves servers that
     sign revocation requests with the ``jwks_uri`` scheme (defaults to ``keys``).
     ``access_server`` set = four-party: resource tokens name it as ``aud`` and only auth
-    tokens it issued are accepted. ``pending_base`` is the prefix of pending URLs (same
+    tokens it issued are accepted. ``token_interaction`` (optional) puts ``interaction``
+    in resource tokens when the resource needs its own user flow first. ``pending_base`` is the prefix of pending URLs (same
     origin as ``issuer``).
     """
 
@@ -275,6 +289,7 @@ class ResourceConfig:
     session_lifetime: int = 3600
     session_refresh_margin: int = 300
     max_code_attempts: int = 5
+    token_interaction: TokenInteraction | None = None
 
     def __attrs_post_init__(self) -> None:
         if not self.pending_base.startswith(self.issuer + "/"):
