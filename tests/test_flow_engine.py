@@ -272,3 +272,10 @@ def test_flow_docs_diagrams_are_the_tables() -> None:
     assert len(pages) >= 6
     assert sum(len(_MARKER.findall(p.read_text(encoding="utf-8"))) for p in pages) >= 15
     assert main(["--check", *map(str, pages)]) == 0
+
+
+def test_initial_snapshot_is_what_a_new_machine_would_snapshot() -> None:
+    data = Data(key=KEY, token="t")
+    assert ToyClient.initial_snapshot(data) == ToyClient(data=data).snapshot()
+    with pytest.raises(TypeError):
+        ToyClient.initial_snapshot({"key": 1})

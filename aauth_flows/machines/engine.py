@@ -220,6 +220,18 @@ class Machine(Generic[S, D]):
         )
 
     @classmethod
+    def initial_snapshot(cls, data: Any) -> Snapshot:
+        """The snapshot of a machine that would start in ``INITIAL`` with ``data``: how a
+        server stores a pending record it opens, without building the machine first."""
+        if not isinstance(data, cls.DATA):
+            raise TypeError(f"{cls.__name__} data must be {cls.DATA.__name__}")
+        return Snapshot(
+            machine=cls.__name__,
+            state=cls.INITIAL.value,
+            data=converter.unstructure(data, cls.DATA),
+        )
+
+    @classmethod
     def restore(cls: type[M], snapshot: Snapshot, **kwargs: Any) -> M:
         """A machine equal to the one that made ``snapshot``; ``kwargs`` go to the
         constructor with ``data=`` and ``state=`` (configuration is never in a snapshot:

@@ -21,11 +21,10 @@ import hmac
 
 from attrs import evolve, frozen
 
-from aauth_core import converter
 from aauth_core.headers.requirement import Requirement
 from aauth_core.http import HttpRequest, HttpResponse
 from aauth_flows.machines.actions import Respond, TimerFired
-from aauth_flows.machines.engine import Machine, Snapshot, Step, handles, table
+from aauth_flows.machines.engine import Machine, Step, handles, table
 from aauth_flows.machines.resource_actions import RequestReceived, Serve, Served
 from aauth_flows.machines.resource_answers import (
     forbidden,
@@ -108,14 +107,6 @@ class DeferredDelivery(Machine[DeferredState, DeferredData]):
     ) -> None:
         super().__init__(data=data, state=state)
         self._config = config
-
-    @classmethod
-    def initial_snapshot(cls, data: DeferredData) -> Snapshot:
-        return Snapshot(
-            machine=cls.__name__,
-            state=cls.INITIAL.value,
-            data=converter.unstructure(data, DeferredData),
-        )
 
     @handles(TimerFired)
     def _timer(

@@ -27,7 +27,6 @@ import hmac
 
 from attrs import evolve, frozen
 
-from aauth_core import converter
 from aauth_core.errors import IllegalTransition
 from aauth_core.headers.access import AAUTH_ACCESS
 from aauth_core.headers.requirement import Requirement
@@ -35,7 +34,7 @@ from aauth_core.http import HttpRequest, HttpResponse
 from aauth_core.identifiers import AgentId
 from aauth_core.interaction import codes_match
 from aauth_flows.machines.actions import Respond, TimerFired
-from aauth_flows.machines.engine import Action, Machine, Snapshot, Step, handles, table
+from aauth_flows.machines.engine import Action, Machine, Step, handles, table
 from aauth_flows.machines.resource_actions import (
     CodePresented,
     RequestReceived,
@@ -155,14 +154,6 @@ class PendingInteraction(Machine[PendingState, InteractionData]):
     ) -> None:
         super().__init__(data=data, state=state)
         self._config = config
-
-    @classmethod
-    def initial_snapshot(cls, data: InteractionData) -> Snapshot:
-        return Snapshot(
-            machine=cls.__name__,
-            state=cls.INITIAL.value,
-            data=converter.unstructure(data, InteractionData),
-        )
 
     # -- the person at the interaction URL -------------------------------------------------
 
