@@ -23,7 +23,8 @@ from aauth_core.tokens.claims import (
     TokenType,
 )
 from aauth_core.tokens.verify import VerifiedToken, inspect_token, verify_token
-from aauth_flows.machines.ps_common import MissionRecord, PersonServerConfig
+from aauth_flows.machines.ps_config import PersonServerConfig
+from aauth_flows.machines.ps_store import MissionRecord
 
 __all__ = [
     "AgentCaller",
