@@ -6,11 +6,17 @@
 - :mod:`aauth_backends.pkcs11.profiles`: the YubiKey (ykcs11) profile.
 - :mod:`aauth_backends.pkcs11.errors`: the PKCS#11 failures (all ``BackendError``).
 
+Inside: :mod:`.config` (:class:`Pkcs11Config`, PIN sources), :mod:`.store` (the store,
+login, signing with recovery), :mod:`.faults` (PKCS#11 faults to errors), :mod:`.refs`
+(``pkcs11:`` key references), :mod:`.lookup` (opening a key), :mod:`.provisioning`
+(generating, importing, listing keys), :mod:`.pool`, :mod:`.module`, :mod:`.keys`.
+
 Needs ``python-pkcs11`` (``pip install aauth[pkcs11]``).
 """
 
 from __future__ import annotations
 
+from aauth_backends.pkcs11.config import MODULE_ENV, PIN_ENV, Pkcs11Config
 from aauth_backends.pkcs11.errors import (
     BorrowTimeout,
     ModuleLoadError,
@@ -25,7 +31,7 @@ from aauth_backends.pkcs11.errors import (
 )
 from aauth_backends.pkcs11.module import LOADINGS, P11KIT_PROXY, Loading, resolve_loading
 from aauth_backends.pkcs11.signer import Pkcs11KeyDetails, Pkcs11Signer
-from aauth_backends.pkcs11.store import MODULE_ENV, PIN_ENV, Pkcs11Config, Pkcs11KeyStore
+from aauth_backends.pkcs11.store import Pkcs11KeyStore
 
 __all__ = [
     "Pkcs11Config",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 
 from aauth_backends.errors import InvalidKeyReference, UnsupportedKeyType
-from aauth_backends.pkcs11.store import Pkcs11Config
+from aauth_backends.pkcs11.config import Pkcs11Config
 from aauth_backends.uris import Pkcs11Uri
 from aauth_core.algorithms import Alg
 
