@@ -22,34 +22,25 @@ Every request is server-signed (``jwks_uri`` scheme, ``dwk="aauth-person.json"``
 generic agent-side pending poller (``pending.py``) did not exist when this was written,
 so the polling loop lives here. The AS's metadata (issuer and ``auth_token_endpoint``)
 comes on the start event: discovery is the driver's I/O.
+
+The machine's helpers live in small modules, re-exported here: its configuration in
+:mod:`~aauth_flows.machines.federation_config`, the requests it sends in
+:mod:`~aauth_flows.machines.federation_requests` and the checks on what the AS answers
+in :mod:`~aauth_flows.machines.federation_checks`.
 """
 
 from __future__ import annotations
 
 import enum
-import hmac
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from attrs import evolve, frozen
 
 from aauth_core.errors import AAuthError, LocalProtocolError, MalformedInput, RemoteProtocolError
 from aauth_core.headers.requirement import Requirement, RequirementType
 from aauth_core.http import HttpResponse
-from aauth_core.jwk import PublicJwk
-from aauth_core.jws import decode_compact
-from aauth_core.metadata import AccessServerMetadata
-from aauth_core.tokens.claims import (
-    CLAIMS_FOR,
-    DWK_ACCESS,
-    DWK_PERSON,
-    AgentTokenClaims,
-    ResourceTokenClaims,
-    TokenClaims,
-    TokenType,
-)
-from aauth_core.tokens.verify import DEFAULT_POLICY, KeyResolver, TokenPolicy, verify_auth_token
-from aauth_core.urls import endpoint_url
+from aauth_core.tokens.claims import DWK_PERSON
 from aauth_flows.machines.actions import (
     Fail,
     ResponseReceived,
@@ -64,7 +55,6 @@ from aauth_flows.machines.as_wire import (
     finish_server_request,
     json_request,
     need,
-    origin_of,
     read_json_response,
     retry_after,
     same_origin_location,
@@ -76,7 +66,25 @@ from aauth_flows.machines.federation_api import (
     FederationRequest,
     FederationSettled,
 )
-from aauth_flows.machines.signing import SigningKey
+from aauth_flows.machines.federation_checks import (
+    DeliveryExpectation,
+    as_unreachable,
+    check_delivery,
+    delivery_expectation,
+    relayed_error,
+)
+from aauth_flows.machines.federation_config import (
+    AccessServerEndpoint,
+    ClaimsSource,
+    FederationClientConfig,
+    StaticClaims,
+)
+from aauth_flows.machines.federation_requests import (
+    released_claims,
+    requested_claim_names,
+    token_endpoint,
+    token_request_body,
+)
 
 __all__ = [
     "FederationState",
@@ -110,53 +118,6 @@ class FederationState(enum.Enum):
     DONE = "done"
     FAILED = "failed"
     ERROR = "error"
-
-
-# -- configuration ----------------------------------------------------------------------
-
-
-@frozen(kw_only=True)
-class AccessServerEndpoint:
-    """What the client needs from the AS's ``aauth-access.json``."""
-
-    issuer: str
-    auth_token_endpoint: str
-
-    @classmethod
-    def from_metadata(cls, metadata: AccessServerMetadata) -> AccessServerEndpoint:
-        return cls(issuer=str(metadata.issuer), auth_token_endpoint=metadata.auth_token_endpoint)
-
-
-class ClaimsSource(Protocol):
-    """The PS's identity claims for the person a resource knows as ``sub`` (read-only).
-
-    Returns the values it is willing to release among ``names``; ``sub`` is never asked
-    for and is dropped if returned."""
-
-    def claims_for(self, resource: str, sub: str, names: tuple[str, ...]) -> Mapping[str, Any]: ...
-
-
-@frozen
-class StaticClaims:
-    """A :class:`ClaimsSource` over fixed values per ``(resource, sub)``."""
-
-    values: Mapping[tuple[str, str], Mapping[str, Any]]
-
-    def claims_for(self, resource: str, sub: str, names: tuple[str, ...]) -> Mapping[str, Any]:
-        known = self.values.get((resource, sub), {})
-        return {name: known[name] for name in names if name in known}
-
-
-@frozen(kw_only=True)
-class FederationClientConfig:
-    """The PS's side: its issuer and signing key, the AS keys for the delivery checks."""
-
-    issuer: str
-    signing_key: SigningKey
-    as_keys: KeyResolver
-    claims: ClaimsSource = StaticClaims({})
-    token_policy: TokenPolicy = DEFAULT_POLICY
-    max_polls: int = 720
 
 
 # -- events and actions -----------------------------------------------------------------
@@ -215,19 +176,6 @@ class Pay(Action):
 
 
 @frozen(kw_only=True)
-class DeliveryExpectation:
-    """What the delivered auth token must say (§2.6 PS checks)."""
-
-    as_issuer: str
-    ps: str
-    resource: str
-    sub: str
-    key: PublicJwk
-    max_exp: int
-    scope: str | None = None
-
-
-@frozen(kw_only=True)
 class FederationData:
     request: FederationRequest | None = None
     endpoint: str = ""
@@ -238,109 +186,6 @@ class FederationData:
     last_requirement: str | None = None
     claims_sent: bool = False
     signing: PendingSignature | None = None
-
-
-def as_unreachable(detail: str) -> RemoteProtocolError:
-    """The PS's answer when the AS is unreachable, malformed or unverifiable (502)."""
-    return RemoteProtocolError(detail, code="as_unreachable", status=502)
-
-
-def _claims(token: str, expected: tuple[TokenType, ...], what: str) -> TokenClaims:
-    """Decode a token the PS already verified (a bad one here is the caller's bug)."""
-    try:
-        jws = decode_compact(token)
-        for token_type in expected:
-            if jws.typ == token_type.value:
-                return CLAIMS_FOR[token_type].from_payload(jws.payload)
-    except AAuthError as exc:
-        raise LocalProtocolError(f"{what} in the FederationRequest: {exc.detail}") from None
-    raise LocalProtocolError(f"{what} in the FederationRequest has the wrong typ")
-
-
-def check_delivery(
-    token: object,
-    expect: DeliveryExpectation,
-    *,
-    keys: KeyResolver,
-    now: int,
-    policy: TokenPolicy = DEFAULT_POLICY,
-) -> int:
-    """The PS's checks on an AS-delivered auth token (-11 §9.1.3, digest §2.6); returns
-    its ``exp``. Any failure raises :func:`as_unreachable`.
-
-    ``typ`` first (a person token is refused), then signature by the AS's key, ``iss``
-    = the AS called, ``dwk`` = ``aauth-access.json``, ``ps`` = this PS, ``sub`` = the
-    resource token's, ``aud`` = the resource, ``cnf.jwk`` = the agent (or sub-agent)
-    key, ``scope`` ⊆ the resource token's, ``exp`` ≤ the presented token's."""
-    if not isinstance(token, str):
-        raise as_unreachable("the AS answered 200 without an auth_token")
-    try:
-        verified = verify_auth_token(
-            token, keys=keys, now=now, audience=expect.resource, policy=policy
-        )
-    except AAuthError as exc:
-        raise as_unreachable(f"the AS's auth token does not verify: {exc.detail}") from None
-    claims = verified.claims
-    if claims.iss != expect.as_issuer:
-        raise as_unreachable("the auth token was not issued by the AS called")
-    if claims.dwk != DWK_ACCESS:
-        raise as_unreachable("an AS-issued auth token has dwk aauth-access.json")
-    if claims.ps != expect.ps:
-        raise as_unreachable("the auth token names another Person Server")
-    if not hmac.compare_digest(claims.sub, expect.sub):
-        raise as_unreachable("the auth token's sub is not the resource token's")
-    if not claims.cnf.binds(expect.key):
-        raise as_unreachable("the auth token is not bound to the agent's key")
-    if claims.scope is not None and not claims.scopes <= frozenset((expect.scope or "").split()):
-        raise as_unreachable("the auth token's scope is broader than the resource token's")
-    if claims.exp > expect.max_exp:
-        raise as_unreachable("the auth token outlives the presented token")
-    return claims.exp
-
-
-def _expectation(request: FederationRequest, ps: str, as_issuer: str) -> DeliveryExpectation:
-    resource = _claims(request.resource_token, (TokenType.RESOURCE,), "resource_token")
-    agent = _claims(request.agent_token, (TokenType.AGENT,), "agent_token")
-    presented = _claims(
-        request.presented_token, (TokenType.PERSON, TokenType.AUTH), "presented_token"
-    )
-    assert isinstance(resource, ResourceTokenClaims)
-    assert isinstance(agent, AgentTokenClaims)
-    key = agent.cnf.jwk
-    if request.subagent_token is not None:
-        sub_agent = _claims(request.subagent_token, (TokenType.AGENT,), "subagent_token")
-        assert isinstance(sub_agent, AgentTokenClaims)
-        key = sub_agent.cnf.jwk
-    if key is None:
-        raise LocalProtocolError("the agent token binds by thumbprint only")
-    max_exp = presented.exp
-    if request.upstream_token is not None:
-        upstream = _claims(
-            request.upstream_token, (TokenType.PERSON, TokenType.AUTH), "upstream_token"
-        )
-        max_exp = min(max_exp, upstream.exp)
-    return DeliveryExpectation(
-        as_issuer=as_issuer,
-        ps=ps,
-        resource=resource.iss,
-        sub=resource.sub,
-        key=key,
-        max_exp=max_exp,
-        scope=resource.scope,
-    )
-
-
-def _request_body(request: FederationRequest) -> dict[str, str]:
-    body = {
-        "resource_token": request.resource_token,
-        "agent_token": request.agent_token,
-        "presented_token": request.presented_token,
-    }
-    if request.subagent_token is not None:
-        body["subagent_token"] = request.subagent_token
-    if request.upstream_token is not None:
-        body["upstream_token"] = request.upstream_token
-    return body
 
 
 # -- the machine ------------------------------------------------------------------------
@@ -422,7 +267,7 @@ class FederationClient(Machine[FederationState, FederationData]):
         self, state: FederationState, data: FederationData, event: StartFederation
     ) -> Step[FederationState, FederationData]:
         request = event.request
-        expect = _expectation(request, self._config.issuer, event.access_server.issuer)
+        expect = delivery_expectation(request, self._config.issuer, event.access_server.issuer)
         data = evolve(data, request=request, expect=expect)
         if expect.max_exp <= event.at:
             # A PS MUST NOT forward an expired presented token (-11 §5.5).
@@ -430,19 +275,12 @@ class FederationClient(Machine[FederationState, FederationData]):
                 "the presented token has expired", code="expired_presented_token", status=400
             )
             return self._fail(data, error, event.at)
-        access_server = event.access_server
-        resource = _claims(request.resource_token, (TokenType.RESOURCE,), "resource_token")
-        assert isinstance(resource, ResourceTokenClaims)
         try:
-            endpoint = endpoint_url(access_server.auth_token_endpoint)
-            origin_of(endpoint)
-        except MalformedInput as exc:
-            return self._fail(data, as_unreachable(f"AS metadata: {exc.detail}"), event.at)
-        if access_server.issuer != request.access_server or access_server.issuer != resource.aud:
-            error = as_unreachable("the AS metadata issuer is not the resource token's aud")
-            return self._fail(data, error, event.at)
+            endpoint = token_endpoint(event.access_server, request)
+        except RemoteProtocolError as exc:
+            return self._fail(data, exc, event.at)
         data = evolve(data, endpoint=endpoint)
-        return self._sign(data, "POST", endpoint, _request_body(request), event.at)
+        return self._sign(data, "POST", endpoint, token_request_body(request), event.at)
 
     @handles(SignatureProduced)
     def _signed(
@@ -471,7 +309,7 @@ class FederationClient(Machine[FederationState, FederationData]):
         data = evolve(data, polls=data.polls + 1)
         if data.location is None:  # 429/503 on the first POST: send it again
             request = need(data.request, "the federation request")
-            return self._sign(data, "POST", data.endpoint, _request_body(request), event.at)
+            return self._sign(data, "POST", data.endpoint, token_request_body(request), event.at)
         return self._sign(data, "GET", data.location, None, event.at)
 
     @handles(PaymentSettled)
@@ -507,7 +345,7 @@ class FederationClient(Machine[FederationState, FederationData]):
                 return self._wait(data, data.retry + SLOW_DOWN_STEP, None)
             if status == 503:
                 return self._wait(data, retry_after(response, DEFAULT_RETRY), None)
-            return self._fail(data, self._relayed(response), at)
+            return self._fail(data, relayed_error(response), at)
         except MalformedInput as exc:
             return self._fail(data, as_unreachable(f"malformed AS answer: {exc.detail}"), at)
 
@@ -569,27 +407,9 @@ class FederationClient(Machine[FederationState, FederationData]):
     def _send_claims(
         self, data: FederationData, body: Mapping[str, Any], at: int
     ) -> Step[FederationState, FederationData]:
-        names = body.get("required_claims")
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise MalformedInput("requirement=claims without a required_claims array")
+        wanted = requested_claim_names(body)
         location = need(data.location, "the pending URL")
         expect = need(data.expect, "the delivery expectation")
-        wanted = tuple(dict.fromkeys(n for n in names if n != "sub"))  # never sub (-11)
-        values = self._config.claims.claims_for(expect.resource, expect.sub, wanted)
-        released = {name: values[name] for name in wanted if name in values}
+        released = released_claims(self._config.claims, expect, wanted)
         data = evolve(data, claims_sent=True, last_requirement=None)
         return self._sign(data, "POST", location, released, at)
-
-    @staticmethod
-    def _relayed(response: HttpResponse) -> AAuthError:
-        """An AS terminal error keeps its code and status; an unverifiable or
-        unexplained one becomes ``as_unreachable``."""
-        body = read_json_response(response)
-        code = None if body is None else body.get("error")
-        if response.status == 401 or not isinstance(code, str) or not code:
-            return as_unreachable(f"the AS answered {response.status} without a usable error")
-        detail = body.get("detail") if body is not None else None
-        text = detail if isinstance(detail, str) else f"the Access Server answered {code}"
-        if not 400 <= response.status <= 599:
-            return as_unreachable(f"the AS answered an unexpected status {response.status}")
-        return RemoteProtocolError(text[:300], code=code[:64], status=response.status)
