@@ -60,6 +60,7 @@ TARGETS = {
     "AAuth request sign (PKCS#11 ES256)": 0.90,
     "AAuth request sign (PKCS#11 PS256)": 0.90,
     "PKCS#11 signer, ES256, 2 threads": 1.00,
+    "PKCS#11 signer, ES256, 2 threads, against raw on 2 threads": 0.90,
     "AAuth request sign (cryptography)": 0.80,
     "AAuth request sign (PyNaCl)": 0.80,
     "AAuth request verify, warm (cached token)": 0.75,
