@@ -56,3 +56,16 @@ def load_json_object(
     if not isinstance(value, dict):
         raise error(f"{what} is not a JSON object")
     return value
+
+
+def json_request_body(
+    headers: Any, body: bytes, *, max_size: int, what: str = "request body"
+) -> dict[str, Any]:
+    """The JSON object body of a request (AAuth bodies are ``application/json``): any
+    other ``Content-Type``, or a body that is not a strict JSON object of at most
+    ``max_size`` bytes, is ``invalid_request`` (400). ``headers`` is the request's
+    :class:`~aauth_core.http.Headers`."""
+    content_type = (headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise MalformedInput(f"the {what} must be application/json")
+    return load_json_object(body, max_size=max_size, what=what)

@@ -138,3 +138,22 @@ def test_verifiers_refuse_keys_that_do_not_decode() -> None:
     )  # fmt: skip
     with pytest.raises(InvalidKey):
         verifier_for(off_curve)
+
+
+def test_json_request_body_wants_application_json_and_a_strict_object() -> None:
+    from aauth_core.http import Headers
+    from aauth_core.strict_json import json_request_body
+
+    ok = Headers({"Content-Type": "application/json; charset=utf-8"})
+    assert json_request_body(ok, b'{"a":1}', max_size=100) == {"a": 1}
+    for headers, body in (
+        (Headers({"Content-Type": "text/plain"}), b'{"a":1}'),
+        (Headers(), b'{"a":1}'),
+        (ok, b'{"a":1,"a":2}'),
+        (ok, b"[1]"),
+        (ok, b"{" + b" " * 200 + b"}"),
+        (ok, b"\xff"),
+    ):
+        with pytest.raises(MalformedInput) as info:
+            json_request_body(headers, body, max_size=100)
+        assert (info.value.code, info.value.status) == ("invalid_request", 400)

@@ -38,7 +38,7 @@ from aauth_core.httpsig import (
 )
 from aauth_core.server_requests import sign_server_request
 from aauth_core.signer import Signer
-from aauth_core.strict_json import load_json_object
+from aauth_core.strict_json import json_request_body, load_json_object
 from aauth_core.urls import https_url
 from aauth_flows.machines.actions import SignBytes
 from aauth_flows.machines.engine import Action, Step
@@ -174,10 +174,7 @@ def problem_response(error: AAuthError, headers: Mapping[str, str] | None = None
 
 def read_json_body(request: HttpRequest) -> dict[str, Any]:
     """The request's JSON object body; anything else is ``invalid_request`` (400)."""
-    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-    if content_type != JSON:
-        raise MalformedInput("the body must be application/json")
-    return load_json_object(request.body, max_size=MAX_BODY, what="request body")
+    return json_request_body(request.headers, request.body, max_size=MAX_BODY)
 
 
 def read_json_response(response: HttpResponse) -> dict[str, Any] | None:

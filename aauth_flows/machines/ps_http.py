@@ -11,11 +11,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from aauth_core.errors import AAuthError, MalformedInput, SignatureFailure
+from aauth_core.errors import AAuthError, SignatureFailure
 from aauth_core.headers.requirement import Requirement
 from aauth_core.headers.signature_error import signature_error_headers
 from aauth_core.http import HttpRequest, HttpResponse
-from aauth_core.strict_json import load_json_object
+from aauth_core.strict_json import json_request_body
 from aauth_flows.machines.actions import Respond
 from aauth_flows.machines.engine import Action
 
@@ -88,10 +88,7 @@ def gone() -> HttpResponse:
 
 def parse_json_body(request: HttpRequest, max_size: int) -> dict[str, Any]:
     """A strict JSON object body with ``Content-Type: application/json``."""
-    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        raise MalformedInput("the body must be application/json")
-    return load_json_object(request.body, max_size=max_size, what="request body")
+    return json_request_body(request.headers, request.body, max_size=max_size)
 
 
 _FORM_CODES = {

@@ -30,7 +30,7 @@ from aauth_core.errors import (
 from aauth_core.headers.requirement import Requirement
 from aauth_core.http import HttpRequest, HttpResponse
 from aauth_core.server_requests import verify_server_request as core_verify_server_request
-from aauth_core.strict_json import load_json_object
+from aauth_core.strict_json import json_request_body
 from aauth_core.tokens.claims import DWK_ACCESS, DWK_PERSON, ResourceTokenClaims
 from aauth_core.tokens.verify import KeyResolver
 from aauth_flows.machines.actions import Respond, SignatureProduced
@@ -136,8 +136,10 @@ class AuthorizationData:
 A = AuthorizationState
 
 
-def _scope_request(body: bytes) -> tuple[str, str | None]:
-    document = load_json_object(body, max_size=MAX_BODY, what="authorization request")
+def _scope_request(request: HttpRequest) -> tuple[str, str | None]:
+    document = json_request_body(
+        request.headers, request.body, max_size=MAX_BODY, what="authorization request"
+    )
     scope = document.get("scope")
     if not isinstance(scope, str) or not scope.split():
         raise MalformedInput("scope is required: a space-separated string")
@@ -193,7 +195,7 @@ class AuthorizationEndpoint(Machine[AuthorizationState, AuthorizationData]):
         if not isinstance(principal, PersonPrincipal):
             return self._answer(A.CHALLENGED, data, challenge(Requirement.person_token()))
         try:
-            scope, account = _scope_request(request.body)
+            scope, account = _scope_request(request)
         except MalformedInput as exc:
             return self._answer(A.REJECTED, data, error_response(exc))
         unknown = set(scope.split()) - config.scope_descriptions
@@ -273,8 +275,10 @@ class RevocationData:
 R = RevocationState
 
 
-def _revocation_body(body: bytes) -> tuple[str, int]:
-    document = load_json_object(body, max_size=MAX_BODY, what="revocation request")
+def _revocation_body(request: HttpRequest) -> tuple[str, int]:
+    document = json_request_body(
+        request.headers, request.body, max_size=MAX_BODY, what="revocation request"
+    )
     jti = document.get("jti")
     exp = document.get("exp")
     if not isinstance(jti, str) or not jti or len(jti) > 4096:
@@ -323,7 +327,7 @@ class RevocationEndpoint(Machine[RevocationState, RevocationData]):
         except AAuthError as exc:
             return reject(error_response(exc))
         try:
-            jti, exp = _revocation_body(request.body)
+            jti, exp = _revocation_body(request)
         except MalformedInput as exc:
             return reject(error_response(exc))
         allowed = config.revocation_issuers
