@@ -15,11 +15,19 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from urllib.parse import urljoin
 
 from aauth_core.errors import AAuthError, MalformedInput
 from aauth_core.identifiers import is_server_host
 
-__all__ = ["https_url", "endpoint_url", "callback_url", "MAX_URL_LENGTH"]
+__all__ = [
+    "https_url",
+    "endpoint_url",
+    "callback_url",
+    "origin_of",
+    "pending_location",
+    "MAX_URL_LENGTH",
+]
 
 MAX_URL_LENGTH = 4096
 
@@ -138,3 +146,35 @@ def callback_url(
         localhost_http=localhost_allowed,
         error=error,
     )
+
+
+def origin_of(url: str, *, error: type[AAuthError] = MalformedInput) -> str:
+    """``https://host[:port]`` of an absolute https URL (the host lower-cased)."""
+    https_url(url, error=error)
+    scheme_end = url.index("://") + 3
+    end = len(url)
+    for delimiter in "/?#":
+        index = url.find(delimiter, scheme_end)
+        if 0 <= index < end:
+            end = index
+    return "https://" + url[scheme_end:end].lower()
+
+
+def pending_location(
+    base_url: str, location: object, *, error: type[AAuthError] = MalformedInput
+) -> str:
+    """The absolute pending URL a ``202``'s ``Location`` names: a relative reference is
+    resolved against ``base_url`` (the URL that answered), and the result must be an
+    https URL on the same origin (-11 §5.9). Anything else (absent, another origin, not a
+    URL, characters a URL may not carry) raises ``error``."""
+    if not isinstance(location, str) or not location.strip():
+        raise error("a deferred response needs a Location")
+    if len(location) > MAX_URL_LENGTH:
+        raise error(f"Location is longer than {MAX_URL_LENGTH} characters")
+    if _URL_CHARS.fullmatch(location.strip()) is None:
+        raise error("Location contains characters a URL may not carry")
+    resolved = urljoin(base_url, location.strip())
+    https_url(resolved, what="Location", error=error)
+    if origin_of(resolved, error=error) != origin_of(base_url, error=error):
+        raise error("Location is not on the origin that answered")
+    return resolved

@@ -315,7 +315,7 @@ def test_s8_pending_location_must_be_same_origin() -> None:
         "https://resource.example:8443/p",
     ):
         p = poller()
-        with pytest.raises(RemoteProtocolError, match="origin"):
+        with pytest.raises(RemoteProtocolError, match=r"origin|https"):
             p.handle(Accepted(response=accepted(location), at=T0))
         assert p.state is PendingState.ERROR
 
@@ -379,3 +379,16 @@ def test_every_state_event_pair_is_a_transition_or_illegal(state: PendingState, 
         assert allowed is not None and p.state is PendingState.ERROR
     else:
         assert allowed is not None and p.state in allowed
+
+
+def test_s8_pending_location_relative_is_resolved_and_garbage_is_refused() -> None:
+    p = poller()
+    p.handle(Accepted(response=accepted("/pending/abc"), at=T0))
+    assert p.data.location is not None
+    assert p.data.location.endswith("://resource.example/pending/abc")
+    for location in ("\x80", "//evil.example/p", "https://resource.example/é", " ", "p a t h"):
+        q = poller()
+        with pytest.raises(RemoteProtocolError) as info:
+            q.handle(Accepted(response=accepted(location), at=T0))
+        assert (info.value.code, info.value.status) == ("invalid_response", 502)
+        assert q.state is PendingState.ERROR

@@ -28,7 +28,6 @@ from attrs import field, frozen
 from aauth_core.errors import (
     AAuthError,
     LocalProtocolError,
-    MalformedInput,
     SignatureFailure,
 )
 from aauth_core.headers.signature_error import signature_error_headers
@@ -39,7 +38,7 @@ from aauth_core.httpsig import (
 from aauth_core.server_requests import sign_server_request
 from aauth_core.signer import Signer
 from aauth_core.strict_json import json_request_body, load_json_object
-from aauth_core.urls import https_url
+from aauth_core.urls import origin_of, pending_location
 from aauth_flows.machines.actions import SignBytes
 from aauth_flows.machines.engine import Action, Step
 from aauth_flows.machines.signing import SigningKey, complete, signing_input
@@ -198,22 +197,8 @@ def retry_after(response: HttpResponse, default: int = 5) -> int:
     return int(text)
 
 
-def origin_of(url: str) -> str:
-    """``https://host[:port]`` of an absolute https URL."""
-    https_url(url)
-    scheme_end = url.index("://") + 3
-    slash = url.find("/", scheme_end)
-    return url if slash < 0 else url[:slash]
-
-
 def same_origin_location(base_url: str, location: str | None) -> str:
-    """An absolute pending URL on the origin of ``base_url`` (a path is resolved against
-    it); a missing, cross-origin or malformed ``Location`` raises :class:`MalformedInput`."""
-    if location is None or not location:
-        raise MalformedInput("a deferred response needs a Location")
-    origin = origin_of(base_url)
-    absolute = origin + location if location.startswith("/") else location
-    https_url(absolute, what="Location")
-    if origin_of(absolute) != origin:
-        raise MalformedInput("Location is not on the responding server's origin")
-    return absolute
+    """An absolute pending URL on the origin of ``base_url`` (a relative one is resolved
+    against it); a missing, cross-origin or malformed ``Location`` raises
+    :class:`MalformedInput`."""
+    return pending_location(base_url, location)

@@ -30,7 +30,6 @@ import enum
 import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
 from attrs import evolve, field, frozen
 
@@ -48,6 +47,7 @@ from aauth_core.http import Headers, HttpRequest, HttpResponse
 from aauth_core.requests import aauth_components, sign_aauth_request
 from aauth_core.server_requests import sign_server_request
 from aauth_core.signer import Signer
+from aauth_core.urls import pending_location
 from aauth_flows.machines.actions import (
     Cancel,
     Deliver,
@@ -80,7 +80,6 @@ __all__ = [
     "updated_request",
     "problem_code",
     "retry_after",
-    "same_origin",
     "signature_error",
 ]
 
@@ -119,16 +118,6 @@ class PendingState(enum.Enum):
 
 
 # -- helpers shared with the agent machine --------------------------------------------------
-
-
-def same_origin(a: str, b: str) -> bool:
-    """Scheme, host and port equal (the host compared case-insensitively)."""
-    pa, pb = urlsplit(a), urlsplit(b)
-    return (
-        pa.scheme.lower() == pb.scheme.lower()
-        and (pa.hostname or "") == (pb.hostname or "")
-        and pa.port == pb.port
-    )
 
 
 def retry_after(response: HttpResponse, *, at: int, default: int = DEFAULT_RETRY_AFTER) -> int:
@@ -482,13 +471,14 @@ class PendingPoller(Machine[PendingState, PendingData]):
         if location is None and data.location is None:
             raise RemoteProtocolError("a 202 without Location", code="invalid_response", status=502)
         if location is not None:
-            resolved = urljoin(data.url, location.strip())
-            if not same_origin(resolved, data.url):
+            try:
+                resolved = pending_location(data.url, location)
+            except MalformedInput as exc:
                 raise RemoteProtocolError(
-                    "the pending Location is not on the origin that answered 202",
+                    f"the pending Location is unusable: {exc.detail}",
                     code="invalid_response",
                     status=502,
-                )
+                ) from None
             data = evolve(data, location=resolved)
         raw_requirement = response.headers.get("aauth-requirement")
         requirement = None if raw_requirement is None else Requirement.parse(raw_requirement)
