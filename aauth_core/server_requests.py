@@ -74,8 +74,6 @@ def verify_server_request(
         raise SignatureFailure(
             f"Signature-Key id is not a server identifier: {exc.detail}"
         ) from None
-    if issuer != scheme.id:
-        raise SignatureFailure("Signature-Key id is not in its canonical form")
     if scheme.dwk not in dwks:
         raise SignatureFailure(f"Signature-Key dwk {scheme.dwk[:40]!r} is not accepted here")
     try:
