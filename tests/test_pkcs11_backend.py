@@ -290,3 +290,31 @@ def test_touch_policy_keys_refuse_the_event_loop_but_sign_in_a_thread(
 
         signature = asyncio.run(main())
     assert independent_verifier(signer.public_jwk())(b"x", signature)
+
+
+def test_a_key_without_cka_sign_is_refused(store: Any, token: Token) -> None:
+    # A key made outside this backend, for decryption only (CKA_SIGN false).
+    import pkcs11
+    from pkcs11 import Attribute, KeyType
+    from pkcs11.util.ec import encode_named_curve_parameters
+
+    from aauth_backends.pkcs11 import P11KIT_PROXY
+
+    assert store.loading == "proxy"
+    session = pkcs11.lib(P11KIT_PROXY).get_token(token_label=token.label).open(rw=True)
+    try:
+        params = session.create_domain_parameters(
+            KeyType.EC,
+            {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")},
+            local=True,
+        )
+        params.generate_keypair(
+            store=True,
+            label="no-sign",
+            id=b"\x0b\x0b",
+            private_template={Attribute.SIGN: False, Attribute.DERIVE: True},
+        )
+    finally:
+        session.close()
+    with pytest.raises(UnsupportedKeyType, match="CKA_SIGN"):
+        store.get_signer(f"pkcs11:token={token.label};id=%0B%0B;type=private")
