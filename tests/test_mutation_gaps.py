@@ -358,6 +358,13 @@ def test_pkcs11_wrong_context_pin_is_never_retried(
         assert failed["retried"] is False
         assert "864209" not in str(refused.value) and "864209" not in repr(refused.value)
 
+        # The PIN is put right: the key signs again (the session whose operation the
+        # refused PIN left open was dropped, not handed to the next signature).
+        pins.clear()
+        pin_file.write_text("735911\n")
+        assert len(signer.sign(b"with the right PIN again")) == 64
+        assert pins == ["735911"]
+
 
 # -- server-signed requests: the key's algorithm must be allowed ---------------------------
 

@@ -263,7 +263,10 @@ class SessionPool:
             raise
 
     def discard(self, pooled: PooledSession) -> None:
-        """Drop a session whose handle went bad (it is not put back)."""
+        """Drop a session whose handle went bad, or that a failed operation may have left
+        busy (it is not put back; closing it ends any operation still open on it)."""
+        if not pooled.alive:
+            return
         pooled.alive = False
         with self._module.lock:
             _lib.close_session(pooled.session)

@@ -284,6 +284,9 @@ class Pkcs11KeyStore:
                                 key, payload, plan.mechanism, plan.param, pin
                             )
                 except _lib.P11Failure as failure:
+                    # A failed C_Sign can leave its operation open on the session (a
+                    # refused context PIN does): never hand that session to the next call.
+                    pool.discard(pooled)
                     if recovered is not None or failure.fault not in RECOVERABLE:
                         raise
                     if self._touch_policy and failure.fault is _lib.Fault.NOT_LOGGED_IN:
