@@ -427,11 +427,13 @@ class AgentTokenRevocation(Machine[RevocationClientState, RevocationClientData])
                 location = same_origin_location(data.endpoint, response.headers.get("location"))
             except AAuthError as exc:
                 return step(C.FAILED, data, [Fail(error=exc)])
-            seconds = retry_after(response)
+            seconds = retry_after(response, at=event.at)
             data = evolve(data, location=location, retry=seconds)
             return step(C.WAITING, data, [Wait(seconds=seconds)])
         if response.status == 429:
-            seconds = max(retry_after(response, data.retry + 5), data.retry + 5)
+            seconds = max(
+                retry_after(response, at=event.at, default=data.retry + 5), data.retry + 5
+            )
             return step(C.WAITING, evolve(data, retry=seconds), [Wait(seconds=seconds)])
         body = read_json_response(response) or {}
         code = body.get("error")

@@ -282,7 +282,7 @@ class RevocationRequest(Machine[RevocationState, RevocationData]):
             )
         except AAuthError:
             return self._settle(data, UNAVAILABLE, at)
-        wait = min(retry_after(response), MAX_DOWNSTREAM_WAIT)
+        wait = min(retry_after(response, at=at), MAX_DOWNSTREAM_WAIT)
         data = evolve(data, location=location)
         return step(R.WAITING, data, [Wait(seconds=wait)])
 

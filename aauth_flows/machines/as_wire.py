@@ -19,29 +19,34 @@ state to keep; :func:`finish_server_request` returns the signed request.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from attrs import field, frozen
 
 from aauth_core.errors import (
-    AAuthError,
     LocalProtocolError,
-    SignatureFailure,
 )
-from aauth_core.headers.signature_error import signature_error_headers
-from aauth_core.http import HttpRequest, HttpResponse
+from aauth_core.http import HttpRequest
 from aauth_core.httpsig import (
     AAUTH_COMPONENTS,
 )
 from aauth_core.server_requests import sign_server_request
 from aauth_core.signer import Signer
-from aauth_core.strict_json import json_request_body, load_json_object
+from aauth_core.strict_json import json_request_body
 from aauth_core.urls import origin_of, pending_location
 from aauth_flows.machines.actions import SignBytes
 from aauth_flows.machines.engine import Action, Step
 from aauth_flows.machines.signing import SigningKey, complete, signing_input
+from aauth_flows.machines.wire import (
+    JSON,
+    MAX_BODY,
+    json_bytes,
+    json_response,
+    problem_response,
+    read_json_response,
+    retry_after,
+)
 
 __all__ = [
     "SERVER_BODY_COMPONENTS",
@@ -81,10 +86,6 @@ def step(state: S, data: D, actions: Iterable[Action] = ()) -> Step[Any, D]:
 
 #: What a server signature covers on a request with a body (-11 §11.3).
 SERVER_BODY_COMPONENTS: tuple[str, ...] = (*AAUTH_COMPONENTS, "content-digest", "content-type")
-#: Largest JSON body read from a peer.
-MAX_BODY = 256 * 1024
-JSON = "application/json"
-PROBLEM_JSON = "application/problem+json"
 
 
 @frozen(kw_only=True)
@@ -136,65 +137,18 @@ def finish_server_request(
 # -- messages ----------------------------------------------------------------------------
 
 
-def _json_bytes(body: Mapping[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
 def json_request(method: str, url: str, body: Mapping[str, Any] | None = None) -> HttpRequest:
     """An unsigned request (JSON body when given)."""
     if body is None:
         return HttpRequest(method=method, url=url)
     return HttpRequest(
-        method=method, url=url, headers={"Content-Type": JSON}, body=_json_bytes(body)
+        method=method, url=url, headers={"Content-Type": JSON}, body=json_bytes(body)
     )
-
-
-def json_response(
-    status: int,
-    body: Mapping[str, Any] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> HttpResponse:
-    fields = dict(headers or {})
-    if body is None:
-        return HttpResponse(status=status, headers=fields)
-    fields.setdefault("Content-Type", JSON)
-    return HttpResponse(status=status, headers=fields, body=_json_bytes(body))
-
-
-def problem_response(error: AAuthError, headers: Mapping[str, str] | None = None) -> HttpResponse:
-    """RFC 9457 problem details; a 401 signature failure also carries ``Signature-Error``
-    (a 403 never does)."""
-    fields = dict(headers or {})
-    if isinstance(error, SignatureFailure) and error.status == 401:
-        fields.update(signature_error_headers(error))
-    fields["Content-Type"] = PROBLEM_JSON
-    return HttpResponse(status=error.status, headers=fields, body=_json_bytes(error.to_problem()))
 
 
 def read_json_body(request: HttpRequest) -> dict[str, Any]:
     """The request's JSON object body; anything else is ``invalid_request`` (400)."""
     return json_request_body(request.headers, request.body, max_size=MAX_BODY)
-
-
-def read_json_response(response: HttpResponse) -> dict[str, Any] | None:
-    """A response's JSON object body, or None when it is absent or not a JSON object."""
-    if not response.body:
-        return None
-    try:
-        return load_json_object(response.body, max_size=MAX_BODY, what="response body")
-    except AAuthError:
-        return None
-
-
-def retry_after(response: HttpResponse, default: int = 5) -> int:
-    """``Retry-After`` in seconds (delay form only; absent or unparseable: ``default``)."""
-    value = response.headers.get("retry-after")
-    if value is None:
-        return default
-    text = value.strip()
-    if not text.isdigit() or len(text) > 6:
-        return default
-    return int(text)
 
 
 def same_origin_location(base_url: str, location: str | None) -> str:

@@ -344,7 +344,7 @@ class FederationClient(Machine[FederationState, FederationData]):
             if status == 429:  # slow_down: the interval grows by 5 s (linear)
                 return self._wait(data, data.retry + SLOW_DOWN_STEP, None)
             if status == 503:
-                return self._wait(data, retry_after(response, DEFAULT_RETRY), None)
+                return self._wait(data, retry_after(response, at=at, default=DEFAULT_RETRY), None)
             return self._fail(data, relayed_error(response), at)
         except MalformedInput as exc:
             return self._fail(data, as_unreachable(f"malformed AS answer: {exc.detail}"), at)
@@ -378,7 +378,7 @@ class FederationClient(Machine[FederationState, FederationData]):
         self, data: FederationData, response: HttpResponse, at: int
     ) -> Step[FederationState, FederationData]:
         location = same_origin_location(data.endpoint, response.headers.get("location"))
-        seconds = retry_after(response, DEFAULT_RETRY)
+        seconds = retry_after(response, at=at, default=DEFAULT_RETRY)
         data = evolve(data, location=location, retry=seconds)
         raw = response.headers.get("aauth-requirement")
         requirement = Requirement.parse(raw) if raw is not None else None

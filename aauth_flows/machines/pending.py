@@ -25,7 +25,6 @@ poller then:
 
 from __future__ import annotations
 
-import email.utils
 import enum
 import json
 from collections.abc import Callable, Iterable, Mapping
@@ -62,6 +61,11 @@ from aauth_flows.machines.actions import (
 )
 from aauth_flows.machines.engine import Action, Event, Machine, Step, handles, table
 from aauth_flows.machines.signing import SigningKey, complete, signing_input
+from aauth_flows.machines.wire import (
+    DEFAULT_RETRY_AFTER,
+    read_json_response,
+    retry_after,
+)
 
 __all__ = [
     "DEFAULT_RETRY_AFTER",
@@ -83,12 +87,8 @@ __all__ = [
     "signature_error",
 ]
 
-#: ``Retry-After`` when a 202 has none (§5.9).
-DEFAULT_RETRY_AFTER = 5
 #: What each ``429`` / ``slow_down`` adds to the polling interval (linear).
 SLOW_DOWN_STEP = 5
-#: Longest wait taken from a peer's ``Retry-After`` (a peer cannot park a flow for days).
-MAX_RETRY_AFTER = 3600
 
 #: Terminal polling statuses and the code used when the problem body names none.
 _TERMINAL_CODES = {
@@ -120,31 +120,9 @@ class PendingState(enum.Enum):
 # -- helpers shared with the agent machine --------------------------------------------------
 
 
-def retry_after(response: HttpResponse, *, at: int, default: int = DEFAULT_RETRY_AFTER) -> int:
-    """``Retry-After`` in seconds: delta-seconds or an HTTP-date (relative to ``at``);
-    absent or unreadable → ``default``; capped at :data:`MAX_RETRY_AFTER`."""
-    raw = response.headers.get("retry-after")
-    if raw is None:
-        return default
-    raw = raw.strip()
-    if raw.isdigit():
-        return min(int(raw), MAX_RETRY_AFTER)
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return default
-    return max(0, min(int(when.timestamp()) - at, MAX_RETRY_AFTER))
-
-
 def json_body(response: HttpResponse) -> dict[str, Any]:
     """The response body as a JSON object, or ``{}`` when it is not one."""
-    if not response.body:
-        return {}
-    try:
-        value = json.loads(response.body)
-    except (ValueError, RecursionError):
-        return {}
-    return value if isinstance(value, dict) else {}
+    return read_json_response(response) or {}
 
 
 def problem_code(response: HttpResponse, default: str) -> str:

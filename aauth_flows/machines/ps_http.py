@@ -13,11 +13,12 @@ from typing import Any
 
 from aauth_core.errors import AAuthError, SignatureFailure
 from aauth_core.headers.requirement import Requirement
-from aauth_core.headers.signature_error import signature_error_headers
 from aauth_core.http import HttpRequest, HttpResponse
 from aauth_core.strict_json import json_request_body
 from aauth_flows.machines.actions import Respond
 from aauth_flows.machines.engine import Action
+from aauth_flows.machines.wire import json_response as shared_json_response
+from aauth_flows.machines.wire import problem_response
 
 __all__ = [
     "TOKEN_TYPE_JWT",
@@ -37,21 +38,13 @@ _JSON = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
 
 def json_response(status: int, body: Mapping[str, Any]) -> HttpResponse:
-    return HttpResponse(
-        status=status, headers=_JSON, body=json.dumps(dict(body), separators=(",", ":")).encode()
-    )
+    return shared_json_response(status, body, headers=_JSON)
 
 
 def problem(error: AAuthError, **members: Any) -> HttpResponse:
     """The error answer: 401 + ``Signature-Error`` for a signature failure, an RFC 9457
     problem body otherwise (a 403 never carries ``Signature-Error``)."""
-    headers = {"Content-Type": "application/problem+json", "Cache-Control": "no-store"}
-    if isinstance(error, SignatureFailure) and error.status == 401:
-        headers.update(signature_error_headers(error))
-    body = {**error.to_problem(), **members}
-    return HttpResponse(
-        status=error.status, headers=headers, body=json.dumps(body, separators=(",", ":")).encode()
-    )
+    return problem_response(error, {"Cache-Control": "no-store"}, **members)
 
 
 def pending_response(

@@ -6,7 +6,6 @@ principal, resource-token claims, and the random material cut from an event.
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -43,6 +42,7 @@ from aauth_flows.machines.resource_config import (
     ResourceConfig,
 )
 from aauth_flows.machines.signing import complete, signing_input
+from aauth_flows.machines.wire import PROBLEM_JSON, json_bytes
 
 __all__ = [
     "Randomness",
@@ -62,7 +62,6 @@ __all__ = [
     "step",
 ]
 
-PROBLEM_JSON = "application/problem+json"
 
 S = TypeVar("S", bound=enum.Enum)
 D = TypeVar("D")
@@ -88,17 +87,13 @@ class Randomness:
         )
 
 
-def _json(body: Mapping[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":")).encode("utf-8")
-
-
 def json_response(
     status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
 ) -> HttpResponse:
     return HttpResponse(
         status=status,
         headers={"Content-Type": "application/json", **(headers or {})},
-        body=_json(body),
+        body=json_bytes(body),
     )
 
 
@@ -109,7 +104,7 @@ def problem(
     return HttpResponse(
         status=status,
         headers={"Content-Type": PROBLEM_JSON, **(headers or {})},
-        body=_json({"error": code, "detail": detail}),
+        body=json_bytes({"error": code, "detail": detail}),
     )
 
 
