@@ -62,6 +62,7 @@ def _verifier(config: PersonServerConfig) -> RequestVerifier:
         window=config.signature_window,
         require_body_coverage=True,
         policy=config.policy,
+        cache=config.token_cache,
         is_revoked=config.store.is_revoked,
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from attrs import field, frozen
 
 from aauth_core.identifiers import ServerId
+from aauth_core.token_cache import VerifiedTokenCache
 from aauth_core.tokens.verify import KeyResolver, TokenPolicy
 from aauth_flows.machines.ps_store import PsStore
 from aauth_flows.machines.signing import SigningKey
@@ -49,6 +50,9 @@ class PersonServerConfig:
     policy: TokenPolicy = field(factory=TokenPolicy)
     callback_base: str | None = None
     interaction_origins: frozenset[str] = field(default=frozenset(), converter=frozenset)
+    #: Verified agent tokens kept between requests (a bounded memo of pure verification;
+    #: revocation is still asked on every request).
+    token_cache: VerifiedTokenCache = field(factory=VerifiedTokenCache, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.token_lifetime <= 3600:

@@ -19,6 +19,7 @@ from aauth_core.http import HttpRequest
 from aauth_core.httpsig import DEFAULT_WINDOW
 from aauth_core.identifiers import AgentId, ServerId
 from aauth_core.requests import RequestVerifier
+from aauth_core.token_cache import VerifiedTokenCache
 from aauth_core.tokens.claims import ResourceInteraction, ResourceTokenClaims
 from aauth_core.tokens.verify import KeyResolver
 from aauth_flows.machines.signing import SigningKey
@@ -290,6 +291,10 @@ class ResourceConfig:
     session_refresh_margin: int = 300
     max_code_attempts: int = 5
     token_interaction: TokenInteraction | None = None
+    #: Verified agent, person and auth tokens kept between calls (a memo of pure
+    #: verification, bounded, each entry expiring with its token; revocation is still
+    #: asked on every call), so a repeat caller costs one signature check, not two.
+    token_cache: VerifiedTokenCache = field(factory=VerifiedTokenCache, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if not self.pending_base.startswith(self.issuer + "/"):
@@ -310,5 +315,6 @@ class ResourceConfig:
             keys=self.keys,
             audience=self.issuer,
             window=self.window,
+            cache=self.token_cache,
             is_revoked=self.revocations.is_revoked,
         )
