@@ -466,3 +466,20 @@ def test_decode_limits() -> None:
         decode_compact("e30.e30")
     with pytest.raises(TokenError, match="crit"):
         decode_compact(encode_compact({"crit": ["x"]}, {}, AP_SIGNER))
+
+
+def test_presented_mismatches_names_every_copied_claim_that_disagrees() -> None:
+    from aauth_core.tokens import presented_mismatches
+
+    person = person_claims()
+    assert presented_mismatches(resource_claims(), person) == []
+    assert presented_mismatches(resource_claims(presented_jti="other"), person) == ["presented_jti"]
+    assert presented_mismatches(resource_claims(sub="someone-else"), person) == ["sub"]
+    # stripped or added mission, and tenant: absence counts as a value
+    mission = "A" * 43
+    assert presented_mismatches(resource_claims(), person_claims(mission_s256=mission)) == [
+        "mission_s256"
+    ]
+    assert presented_mismatches(resource_claims(tenant="org-1"), person) == ["tenant"]
+    step_up = auth_claims(jti="p-1")
+    assert presented_mismatches(resource_claims(), step_up) == []

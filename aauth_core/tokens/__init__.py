@@ -16,7 +16,7 @@ from aauth_core.tokens.claims import (
     TokenClaims,
     TokenType,
 )
-from aauth_core.tokens.mint import check_agent_jkt, mint_token
+from aauth_core.tokens.mint import check_agent_jkt, mint_token, presented_mismatches
 from aauth_core.tokens.verify import (
     KeyResolver,
     StaticKeyResolver,
@@ -52,6 +52,7 @@ __all__ = [
     "check_agent_jkt",
     "inspect_token",
     "mint_token",
+    "presented_mismatches",
     "verify_agent_token",
     "verify_auth_token",
     "verify_person_token",

@@ -8,9 +8,14 @@ from aauth_core.errors import AAuthError, TokenError
 from aauth_core.jwk import PublicJwk
 from aauth_core.jws import encode_compact
 from aauth_core.signer import Signer
-from aauth_core.tokens.claims import ResourceTokenClaims, TokenClaims
+from aauth_core.tokens.claims import (
+    AuthTokenClaims,
+    PersonTokenClaims,
+    ResourceTokenClaims,
+    TokenClaims,
+)
 
-__all__ = ["mint_token", "check_agent_jkt"]
+__all__ = ["mint_token", "check_agent_jkt", "presented_mismatches"]
 
 
 def mint_token(claims: TokenClaims, signer: Signer, *, allow_long_lifetime: bool = False) -> str:
@@ -43,3 +48,22 @@ def check_agent_jkt(claims: ResourceTokenClaims, key: PublicJwk) -> None:
     """A resource token's ``agent_jkt`` must be the thumbprint of the request-signing key."""
     if not hmac.compare_digest(claims.agent_jkt, key.thumbprint()):
         raise TokenError("agent_jkt does not match the request-signing key")
+
+
+def presented_mismatches(
+    resource: ResourceTokenClaims, presented: PersonTokenClaims | AuthTokenClaims
+) -> list[str]:
+    """The claims a resource token copies from the token presented to the resource
+    (``presented_jti``, ``sub``, ``mission_s256``, ``tenant``) that disagree with it,
+    absence included: the mission-stripping and tampering defence of -11 §2.5 (a PS and an
+    AS refuse the pair when this is not empty)."""
+    return [
+        name
+        for name, copied, actual in (
+            ("presented_jti", resource.presented_jti, presented.jti),
+            ("sub", resource.sub, presented.sub),
+            ("mission_s256", resource.mission_s256, presented.mission_s256),
+            ("tenant", resource.tenant, presented.tenant),
+        )
+        if copied != actual
+    ]

@@ -34,6 +34,7 @@ from aauth_core.tokens.claims import (
     ResourceTokenClaims,
     TokenType,
 )
+from aauth_core.tokens.mint import presented_mismatches
 from aauth_core.tokens.verify import (
     verify_agent_token,
     verify_resource_token,
@@ -290,12 +291,7 @@ def _verify_presented(
         raise _invalid("presented", "the presented token is not from the signing Person Server")
     _refuse_revoked(config, "presented", claims.iss, claims.jti)
     # Mission-stripping defence: the resource token must describe the presented token.
-    if (
-        claims.jti != resource.presented_jti
-        or claims.sub != resource.sub
-        or claims.mission_s256 != resource.mission_s256
-        or claims.tenant != resource.tenant
-    ):
+    if presented_mismatches(resource, claims):
         raise _invalid("resource", "the resource token does not match the presented token")
     return presented_type, claims
 

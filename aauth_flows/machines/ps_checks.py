@@ -22,6 +22,7 @@ from aauth_core.tokens.claims import (
     ResourceTokenClaims,
     TokenType,
 )
+from aauth_core.tokens.mint import presented_mismatches
 from aauth_core.tokens.verify import VerifiedToken, inspect_token, verify_token
 from aauth_flows.machines.ps_config import PersonServerConfig
 from aauth_flows.machines.ps_store import MissionRecord
@@ -230,17 +231,9 @@ def verify_resource_and_presented(
     if config.store.is_revoked(pt.iss, pt.jti):
         raise _revoked("presented")
     # Tampering / mission stripping: every copied claim must agree, absence included.
-    mismatches = [
-        name
-        for name, left, right in (
-            ("presented_jti", rt.presented_jti, pt.jti),
-            ("ps", rt.ps, issuer_ps),
-            ("sub", rt.sub, pt.sub),
-            ("mission_s256", rt.mission_s256, pt.mission_s256),
-            ("tenant", rt.tenant, pt.tenant),
-        )
-        if left != right
-    ]
+    mismatches = presented_mismatches(rt, pt)
+    if rt.ps != issuer_ps:
+        mismatches.append("ps")
     if mismatches:
         raise _invalid(
             "resource", f"the resource token disagrees with the presented token: {mismatches}"
