@@ -30,6 +30,7 @@ from aauth_flows.machines.as_policy import (
     RequirePayment,
 )
 from aauth_flows.machines.as_wire import json_response, need, read_json_body
+from aauth_flows.machines.wire import pending_gone, pending_not_found
 
 __all__ = [
     "MAX_CLARIFICATION_ROUNDS",
@@ -73,12 +74,12 @@ class ExchangeData:
 
 def not_found() -> AAuthError:
     """404: no such pending URL, or a poll by another PS than the one that asked."""
-    return AAuthError("no such pending request", code="not_found", status=404)
+    return pending_not_found()
 
 
 def already_answered() -> AAuthError:
     """410 to the PS that polls a request already issued or refused."""
-    return AAuthError("the pending request has been answered", code="invalid_code", status=410)
+    return pending_gone()
 
 
 def poll_refusal(config: AccessServerConfig, context: GrantContext, at: int) -> AAuthError | None:

@@ -18,7 +18,7 @@ from aauth_core.strict_json import json_request_body
 from aauth_flows.machines.actions import Respond
 from aauth_flows.machines.engine import Action
 from aauth_flows.machines.wire import json_response as shared_json_response
-from aauth_flows.machines.wire import problem_response
+from aauth_flows.machines.wire import pending_gone, pending_not_found, problem_response
 
 __all__ = [
     "TOKEN_TYPE_JWT",
@@ -68,15 +68,12 @@ def pending_response(
 
 
 def not_found() -> HttpResponse:
-    """The answer for a pending URL that does not exist *or* is not the caller's: the same
-    status, code and body, so a poller learns nothing about other agents' requests (§5.9,
-    §8; the resource and the AS answer the same)."""
-    return problem(AAuthError("no such pending request", code="not_found", status=404))
+    """The answer for a pending URL that does not exist *or* is not the caller's (§5.9)."""
+    return problem(pending_not_found())
 
 
 def gone() -> HttpResponse:
-    # §5.10: the one polling code for 410 (a pending URL after its terminal answer)
-    return problem(AAuthError("the pending request is gone", code="invalid_code", status=410))
+    return problem(pending_gone())
 
 
 def parse_json_body(request: HttpRequest, max_size: int) -> dict[str, Any]:

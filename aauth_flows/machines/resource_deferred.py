@@ -27,6 +27,7 @@ from aauth_flows.machines.actions import Respond, TimerFired
 from aauth_flows.machines.engine import Machine, Step, handles, table
 from aauth_flows.machines.resource_actions import RequestReceived, Serve, Served
 from aauth_flows.machines.resource_answers import (
+    error_response,
     forbidden,
     pending,
     principal_from,
@@ -36,6 +37,7 @@ from aauth_flows.machines.resource_answers import (
 )
 from aauth_flows.machines.resource_config import AuthorizedPrincipal, ResourceConfig
 from aauth_flows.machines.resource_pending import not_found
+from aauth_flows.machines.wire import pending_gone
 
 __all__ = ["DeferredState", "DeferredData", "DeferredDelivery"]
 
@@ -76,7 +78,7 @@ _POLLABLE = tuple(s for s in D if s is not D.ERROR)
 
 
 def _gone() -> HttpResponse:
-    return problem(410, "invalid_code", "the pending request is over")  # §5.10 polling code
+    return error_response(pending_gone())
 
 
 class DeferredDelivery(Machine[DeferredState, DeferredData]):

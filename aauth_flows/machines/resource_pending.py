@@ -46,6 +46,7 @@ from aauth_flows.machines.resource_actions import (
 )
 from aauth_flows.machines.resource_answers import (
     Randomness,
+    error_response,
     json_response,
     pending,
     problem,
@@ -54,6 +55,7 @@ from aauth_flows.machines.resource_answers import (
 )
 from aauth_flows.machines.resource_config import AgentPrincipal, ResourceConfig
 from aauth_flows.machines.resource_session import SessionGrant, new_session
+from aauth_flows.machines.wire import pending_gone, pending_not_found
 
 __all__ = ["PendingState", "Purpose", "InteractionData", "PendingInteraction", "not_found"]
 
@@ -102,11 +104,11 @@ class InteractionData:
 def not_found() -> HttpResponse:
     """The answer to a poller that is not the requester (indistinguishable from an
     unknown pending URL)."""
-    return problem(404, "not_found", "no such pending request")
+    return error_response(pending_not_found())
 
 
 def _gone() -> HttpResponse:
-    return problem(410, "invalid_code", "the pending request is over")
+    return error_response(pending_gone())
 
 
 S = PendingState

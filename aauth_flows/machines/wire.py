@@ -25,6 +25,8 @@ __all__ = [
     "problem_response",
     "read_json_response",
     "retry_after",
+    "pending_not_found",
+    "pending_gone",
 ]
 
 JSON = "application/json"
@@ -93,3 +95,16 @@ def retry_after(response: HttpResponse, *, at: int, default: int = DEFAULT_RETRY
     except (TypeError, ValueError):
         return default
     return max(0, min(int(when.timestamp()) - at, MAX_RETRY_AFTER))
+
+
+def pending_not_found() -> AAuthError:
+    """404 for a pending URL that does not exist *or* is not the caller's: the same
+    status, code and text for both, so a poller learns nothing about other callers'
+    requests (§5.9, §8). Every role answers this."""
+    return AAuthError("no such pending request", code="not_found", status=404)
+
+
+def pending_gone() -> AAuthError:
+    """410 to the caller that polls its pending URL after the terminal answer
+    (``invalid_code``, the one polling code §5.10 has for 410)."""
+    return AAuthError("the pending request is over", code="invalid_code", status=410)
