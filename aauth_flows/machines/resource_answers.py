@@ -32,6 +32,7 @@ from aauth_core.tokens.claims import (
 )
 from aauth_core.tokens.mint import mint_token
 from aauth_core.tokens.verify import inspect_token
+from aauth_flows.machines import wire
 from aauth_flows.machines.actions import SignBytes
 from aauth_flows.machines.engine import Action, Step
 from aauth_flows.machines.resource_config import (
@@ -42,7 +43,6 @@ from aauth_flows.machines.resource_config import (
     ResourceConfig,
 )
 from aauth_flows.machines.signing import complete, signing_input
-from aauth_flows.machines.wire import PROBLEM_JSON, json_bytes
 
 __all__ = [
     "Randomness",
@@ -90,22 +90,14 @@ class Randomness:
 def json_response(
     status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
 ) -> HttpResponse:
-    return HttpResponse(
-        status=status,
-        headers={"Content-Type": "application/json", **(headers or {})},
-        body=json_bytes(body),
-    )
+    return wire.json_response(status, body, headers)
 
 
 def problem(
     status: int, code: str, detail: str, headers: Mapping[str, str] | None = None
 ) -> HttpResponse:
     """An RFC 9457 problem answer: ``{"error": code, "detail": detail}``."""
-    return HttpResponse(
-        status=status,
-        headers={"Content-Type": PROBLEM_JSON, **(headers or {})},
-        body=json_bytes({"error": code, "detail": detail}),
-    )
+    return wire.problem_response(AAuthError(detail, code=code, status=status), headers)
 
 
 def error_response(error: AAuthError) -> HttpResponse:
