@@ -215,12 +215,7 @@ class AuthTokenMachine(TokenRequestMachine):
         rand = event.random
         data = evolve(
             data,
-            at=at,
-            jti=b64url_encode(rand[:16]),
-            agent_iss=agent.iss,
-            agent_sub=str(agent.sub),
-            agent_token=caller.token,
-            signer_jkt=caller.verified.key_thumbprint,
+            **caller.request_fields(at, rand),
             cnf_key=cnf_key,
             resource=rt.iss,
             scope=scope,

@@ -10,6 +10,7 @@ from typing import Any
 
 from attrs import frozen
 
+from aauth_core.b64 import b64url_encode
 from aauth_core.errors import AAuthError, MalformedInput, TokenError, TokenParameterError
 from aauth_core.http import HttpRequest
 from aauth_core.identifiers import ServerId
@@ -53,6 +54,17 @@ class AgentCaller:
     @property
     def key(self) -> PublicJwk:
         return self.verified.key
+
+    def request_fields(self, at: int, random: bytes) -> dict[str, Any]:
+        """What every token request remembers of its caller (and its new ``jti``)."""
+        return {
+            "at": at,
+            "jti": b64url_encode(random[:16]),
+            "agent_iss": self.claims.iss,
+            "agent_sub": str(self.claims.sub),
+            "agent_token": self.token,
+            "signer_jkt": self.verified.key_thumbprint,
+        }
 
 
 def _verifier(config: PersonServerConfig) -> RequestVerifier:

@@ -118,12 +118,7 @@ class PersonTokenMachine(TokenRequestMachine):
         rand = event.random
         data = evolve(
             data,
-            at=at,
-            jti=b64url_encode(rand[:16]),
-            agent_iss=agent.iss,
-            agent_sub=str(agent.sub),
-            agent_token=caller.token,
-            signer_jkt=caller.verified.key_thumbprint,
+            **caller.request_fields(at, rand),
             cnf_key=Confirmation(jwk=cnf_key).jwk,
             person=person,
             resource=resource,
