@@ -29,6 +29,14 @@ _TLS_LOCK = threading.Lock()
 HOSTS = tuple(
     f"{name}.aauth.test"
     for name in ("ap", "ps", "as", "rs", "fed", "calendar", "other", "evil", "app", "api")
+) + (
+    # tests/flow_world.py's names: the in-memory world served over real HTTP
+    "ap.example",
+    "ps.example",
+    "as.example",
+    "resource.example",
+    "federated.example",
+    "other-ps.example",
 )
 
 
