@@ -26,10 +26,9 @@ __all__ = ["LiveServer", "free_port", "serve", "policy", "dev_tls"]
 _TLS: DevTls | None = None
 _TLS_LOCK = threading.Lock()
 #: every name a test may serve under (one certificate covers them all)
-HOSTS = tuple(
-    f"{name}.aauth.test"
-    for name in ("ap", "ps", "as", "rs", "fed", "calendar", "other", "evil", "app", "api")
-) + (
+_TEST_NAMES = ("ap", "ps", "as", "rs", "fed", "calendar", "other", "evil", "app", "api")
+HOSTS = (
+    *(f"{name}.aauth.test" for name in _TEST_NAMES),
     # tests/flow_world.py's names: the in-memory world served over real HTTP
     "ap.example",
     "ps.example",
