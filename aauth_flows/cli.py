@@ -533,6 +533,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run a reference server from its config file (imported here: the server extra)."""
+    from aauth_flows.io.servers.config import serve
+
+    return serve(args.role, args.config)
+
+
 # --- parser --------------------------------------------------------------------------
 
 
@@ -654,6 +661,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--now", type=int, help="the verifier's clock (default: the clock)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("serve", help="run a reference server (AP, PS, AS or resource)")
+    p.add_argument("role", choices=["ap", "ps", "as", "resource"])
+    p.add_argument("--config", required=True, help="the server's TOML config file")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 
