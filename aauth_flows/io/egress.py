@@ -184,14 +184,22 @@ async def admit_async(url: str | httpx.URL, policy: EgressPolicy) -> Destination
     return Destination(scheme=scheme, host=host, address=target[0], port=target[1])
 
 
-def _pinned(request: httpx.Request, destination: Destination) -> None:
-    """Send ``request`` to the admitted address; ``Host`` and SNI keep the name."""
+def _pinned(request: httpx.Request, destination: Destination) -> httpx.Request:
+    """A copy of ``request`` addressed to the admitted address; ``Host`` and SNI keep the
+    name. The caller's request is left as it was (an ``httpx.Auth`` flow may send it again)."""
     address = destination.address
     if ":" in address:
         address = f"[{address}]"
-    request.url = request.url.copy_with(host=address, port=destination.port)
+    extensions = dict(request.extensions)
     if destination.scheme == "https":
-        request.extensions = {**request.extensions, "sni_hostname": destination.host}
+        extensions["sni_hostname"] = destination.host
+    return httpx.Request(
+        request.method,
+        request.url.copy_with(host=address, port=destination.port),
+        headers=request.headers,
+        stream=request.stream,
+        extensions=extensions,
+    )
 
 
 class _AdmittingTransport(httpx.BaseTransport):
@@ -200,8 +208,7 @@ class _AdmittingTransport(httpx.BaseTransport):
         self._inner = httpx.HTTPTransport(verify=policy.ssl_context(), retries=0)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        _pinned(request, admit(request.url, self._policy))
-        return self._inner.handle_request(request)
+        return self._inner.handle_request(_pinned(request, admit(request.url, self._policy)))
 
     def close(self) -> None:
         self._inner.close()
@@ -213,8 +220,8 @@ class _AsyncAdmittingTransport(httpx.AsyncBaseTransport):
         self._inner = httpx.AsyncHTTPTransport(verify=policy.ssl_context(), retries=0)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        _pinned(request, await admit_async(request.url, self._policy))
-        return await self._inner.handle_async_request(request)
+        pinned = _pinned(request, await admit_async(request.url, self._policy))
+        return await self._inner.handle_async_request(pinned)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
