@@ -1,0 +1,547 @@
+"""Protecting an ASGI application with AAuth: the resource machines over real HTTP.
+
+:class:`AAuthMiddleware` wraps any ASGI app (Starlette, FastAPI). Every HTTP request is
+read into core's :class:`~aauth_core.http.HttpRequest` (URL rebuilt from the resource's
+own issuer, body bounded) and run through the resource machines the way
+``tests/flow_world.py`` does it in memory:
+
+- a configured route → :class:`ResourceCall`; its ``Serve`` action runs the wrapped app
+  with the verified :class:`~aauth_flows.io.resource_caller.Caller` in
+  ``scope["state"]["aauth"]`` and the app's answer goes back as ``Served``;
+- the authorization and revocation endpoints → their machines;
+- a pending URL → the pending machine restored from the store's snapshot, saved again
+  after the step (deferred delivery serves the held call through the app the same way);
+- the interaction page → the person presents the code and decides
+  (``CodePresented`` → ``ShowConsent`` → ``UserDecided``);
+- ``/.well-known/aauth-resource.json`` and the JWKS are served directly;
+- paths listed in :attr:`AAuthResource.public` go to the app untouched (no caller).
+
+Machines run in a worker thread (they resolve keys and sign through blocking calls); the
+app itself runs on the event loop (``anyio.from_thread.run``). With a
+:class:`~aauth_flows.io.replay.ReplayCache`, a verified call whose ``(key, created,
+method, authority, path)`` was already served inside the signature window is refused
+(401 ``invalid_signature``) before the app runs. Any failure becomes problem JSON: an
+:class:`AAuthError` with its own status, anything else a logged 500, and the server
+keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any, Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+import structlog
+from attrs import define, field
+from starlette.requests import Request
+from starlette.responses import Response
+
+from aauth_core.errors import AAuthError, SignatureFailure
+from aauth_core.http import HttpRequest, HttpResponse
+from aauth_core.httpsig.verify import read_signature
+from aauth_core.metadata import ResourceMetadata
+from aauth_core.signer import Signer
+from aauth_core.tokens.verify import KeyResolver
+from aauth_flows.io.messages import error_response, from_starlette, to_starlette
+from aauth_flows.io.replay import ReplayCache, replay_key
+from aauth_flows.io.resource_caller import STATE_KEY, Caller, aauth_caller, caller_of
+from aauth_flows.io.resource_page import code_form, consent_form, outcome_page
+from aauth_flows.io.runner import run_machine
+from aauth_flows.machines.engine import Action, Event, Machine, Snapshot
+from aauth_flows.machines.resource import (
+    RANDOM_BYTES,
+    AuthorizationEndpoint,
+    CodePresented,
+    DeferredDelivery,
+    MemoryResourceStore,
+    PendingInteraction,
+    PendingState,
+    Policy,
+    RequestReceived,
+    ResourceCall,
+    ResourceConfig,
+    RevocationEndpoint,
+    Route,
+    Serve,
+    Served,
+    ShowConsent,
+    UserDecided,
+)
+from aauth_flows.machines.resource_pending import not_found as pending_not_found
+from aauth_flows.machines.signing import SigningKey
+from aauth_flows.machines.wire import MAX_BODY, json_bytes, problem_response
+
+__all__ = [
+    "Caller",
+    "aauth_caller",
+    "caller_of",
+    "ResourceStore",
+    "AAuthResource",
+    "AAuthMiddleware",
+]
+
+log = structlog.get_logger("aauth.io")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_PENDING_MACHINES: dict[str, type[PendingInteraction] | type[DeferredDelivery]] = {
+    "PendingInteraction": PendingInteraction,
+    "DeferredDelivery": DeferredDelivery,
+}
+_MAX_FORM = 4096
+
+
+class ResourceStore(Protocol):
+    """The resource's cross-request state: what :class:`MemoryResourceStore` offers (its
+    lookups also serve the config's ``revocations`` and ``sessions``)."""
+
+    def apply(self, action: Any) -> bool: ...
+
+    def pending(self, pending_id: str) -> Snapshot | None: ...
+
+    def pending_for_code(self, code: str) -> str | None: ...
+
+    def save_pending(self, pending_id: str, snapshot: Snapshot) -> None: ...
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _path(url: str) -> str:
+    return urlsplit(url).path or "/"
+
+
+def _same_origin_path(url: str | None, issuer: str) -> str | None:
+    """The path of ``url`` when it is on ``issuer``'s origin (else not served here)."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return parts.path if f"{parts.scheme}://{parts.netloc}" == issuer else None
+
+
+class _Refused(Exception):
+    """Raised from an action hook to answer at once (a replayed request)."""
+
+    def __init__(self, response: HttpResponse) -> None:
+        super().__init__("refused")
+        self.response = response
+
+
+def _crash_response() -> HttpResponse:
+    return problem_response(AAuthError("internal error", code="server_error", status=500))
+
+
+def _json(body: Mapping[str, Any], *, max_age: int = 300) -> Response:
+    return Response(
+        json_bytes(body),
+        media_type="application/json",
+        headers={"Cache-Control": f"public, max-age={max_age}"},
+    )
+
+
+@define
+class AAuthResource:
+    """One resource identity: its machines' configuration, store, keys and pages.
+
+    ``signers`` maps the config's ``signing_key.ref`` to the signer of resource tokens;
+    ``public`` lists path prefixes the app serves without AAuth (health checks, docs);
+    every other path is a configured route or answered 404 by the resource."""
+
+    config: ResourceConfig
+    store: ResourceStore
+    signers: Mapping[str, Signer]
+    metadata: ResourceMetadata
+    clock: Callable[[], int] = _now
+    random: Callable[[int], bytes] = os.urandom
+    replay: ReplayCache | None = None
+    public: tuple[str, ...] = ()
+    max_body: int = MAX_BODY
+    _pending_lock: threading.Lock = field(factory=threading.Lock, init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if str(self.metadata.issuer) != self.config.issuer:
+            raise ValueError("the metadata and the config name different issuers")
+        if self.config.signing_key.ref not in self.signers:
+            raise ValueError(f"no signer for the resource key {self.config.signing_key.ref!r}")
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        issuer: str,
+        signer: Signer,
+        keys: KeyResolver,
+        routes: tuple[Route, ...],
+        scope_descriptions: Mapping[str, str] | None = None,
+        access_server: str | None = None,
+        policy: Policy | None = None,
+        replay: ReplayCache | None = None,
+        public: tuple[str, ...] = (),
+        clock: Callable[[], int] = _now,
+        random: Callable[[int], bytes] = os.urandom,
+        key_ref: str = "resource",
+        store: MemoryResourceStore | None = None,
+        max_body: int = MAX_BODY,
+        **config: Any,
+    ) -> AAuthResource:
+        """A resource with the usual layout: ``/jwks``, ``/authorize``, ``/revoke``,
+        ``/pending/<id>``, ``/interaction`` and an in-memory store. ``config`` passes
+        further :class:`ResourceConfig` fields (``window``, lifetimes, ...)."""
+        store = MemoryResourceStore() if store is None else store
+        descriptions = dict(scope_descriptions or {})
+        # routes and scopes go through attrs converters mypy cannot type: pass them as Any
+        options: dict[str, Any] = dict(config, routes=routes, scope_descriptions=set(descriptions))
+        if policy is not None:
+            options["policy"] = policy
+        resource_config = ResourceConfig(
+            issuer=issuer,
+            signing_key=SigningKey(ref=key_ref, public_jwk=signer.public_jwk()),
+            keys=keys,
+            revocations=store,
+            sessions=store,
+            interaction_url=f"{issuer}/interaction",
+            pending_base=f"{issuer}/pending/",
+            access_server=access_server,
+            **options,
+        )
+        document: dict[str, Any] = {
+            "issuer": issuer,
+            "jwks_uri": f"{issuer}/jwks",
+            "authorization_endpoint": f"{issuer}/authorize",
+            "revocation_endpoint": f"{issuer}/revoke",
+            "signature_window": resource_config.window,
+        }
+        if descriptions:
+            document["scope_descriptions"] = descriptions
+        return cls(
+            config=resource_config,
+            store=store,
+            signers={key_ref: signer},
+            metadata=ResourceMetadata.from_dict(document, expected_issuer=issuer),
+            clock=clock,
+            random=random,
+            replay=replay,
+            public=public,
+            max_body=max_body,
+        )
+
+    @property
+    def issuer(self) -> str:
+        return self.config.issuer
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [self.config.signing_key.public_jwk.to_dict()]}
+
+    # -- paths ---------------------------------------------------------------------------
+
+    @property
+    def interaction_path(self) -> str | None:
+        return _same_origin_path(self.config.interaction_url, self.issuer)
+
+    @property
+    def jwks_path(self) -> str | None:
+        return _same_origin_path(self.metadata.jwks_uri, self.issuer)
+
+    def is_public(self, path: str) -> bool:
+        return any(path == p or path.startswith(p.rstrip("/") + "/") for p in self.public)
+
+    # -- the machines (called in a worker thread) -----------------------------------------
+
+    def handle(self, request: HttpRequest, serve: Callable[[Serve], HttpResponse]) -> HttpResponse:
+        """Run ``request`` through the machine its path names; ``serve`` runs the app for
+        a ``Serve`` action (blocking: from a worker thread it calls into the event loop)."""
+        config = self.config
+        path = _path(request.url)
+        event = RequestReceived(request=request, at=self.clock(), random=self.random(RANDOM_BYTES))
+        pending_path = _path(config.pending_base)
+        try:
+            if path.startswith(pending_path):
+                return self._pending(path.removeprefix(pending_path), event, serve)
+            if path == _same_origin_path(self.metadata.authorization_endpoint, self.issuer):
+                return self._run(AuthorizationEndpoint(config=config), event, None)
+            if path == _same_origin_path(self.metadata.revocation_endpoint, self.issuer):
+                return self._run(RevocationEndpoint(config=config), event, None)
+            return self._run(ResourceCall(config=config), event, self._serving(serve, True))
+        except _Refused as refused:
+            return refused.response
+
+    def _serving(
+        self, serve: Callable[[Serve], HttpResponse], check_replay: bool
+    ) -> Callable[[Action], Event | bool | None]:
+        def hook(action: Action) -> Event | bool | None:
+            if not isinstance(action, Serve):
+                return None
+            if check_replay:
+                self._check_replay(action)
+            return Served(response=serve(action), at=self.clock())
+
+        return hook
+
+    def _check_replay(self, action: Serve) -> None:
+        if self.replay is None:
+            return
+        request = action.request
+        created = read_signature(action.request.headers).input.params.created
+        if created is None:  # the verifier already required it
+            return
+        parts = urlsplit(request.url)
+        key = replay_key(
+            action.principal.key_thumbprint,
+            created,
+            request.method.upper(),
+            parts.netloc,
+            parts.path or "/",
+        )
+        if not self.replay.check_and_add(key, created + self.config.window, now=self.clock()):
+            log.warning("aauth.io.replay_refused", path=parts.path, method=request.method)
+            error = SignatureFailure("replayed request: this signature was already accepted")
+            raise _Refused(problem_response(error))
+
+    def _run(
+        self,
+        machine: Machine[Any, Any],
+        event: Event,
+        hook: Callable[[Action], Event | bool | None] | None,
+    ) -> HttpResponse:
+        result = run_machine(
+            machine,
+            event,
+            signers=self.signers,
+            http=None,
+            clock=self.clock,
+            store=self.store,
+            on_action=hook,
+        )
+        for action in result.later:
+            log.warning("aauth.io.resource_unhandled_action", action=type(action).__name__)
+        if result.response is None:
+            raise RuntimeError(f"{type(machine).__name__} gave no answer")
+        return result.response
+
+    def _pending(
+        self, pending_id: str, event: RequestReceived, serve: Callable[[Serve], HttpResponse]
+    ) -> HttpResponse:
+        if not pending_id or "/" in pending_id:
+            return pending_not_found()
+        with self._pending_lock:
+            snapshot = self.store.pending(pending_id)
+            if snapshot is None:
+                return pending_not_found()
+            machine = _PENDING_MACHINES[snapshot.machine].restore(snapshot, config=self.config)
+            # saved only after a clean step: a crash (say, in the app serving the held
+            # call) leaves the record as it was, and the next poll tries again
+            answer = self._run(machine, event, self._serving(serve, False))
+            self.store.save_pending(pending_id, machine.snapshot())
+            return answer
+
+    # -- the interaction page --------------------------------------------------------------
+
+    def consent_context(self, code: str) -> tuple[str | None, str | None] | None:
+        """``(agent, scope)`` of the open pending request ``code`` belongs to (read only)."""
+        pending_id = self.store.pending_for_code(code)
+        snapshot = None if pending_id is None else self.store.pending(pending_id)
+        if snapshot is None or snapshot.machine != "PendingInteraction":
+            return None
+        machine = PendingInteraction.restore(snapshot, config=self.config)
+        if machine.state is not PendingState.CREATED:
+            return None
+        return (machine.data.agent, machine.data.scope)
+
+    def decide(self, code: str, approved: bool) -> HttpResponse | None:
+        """The person presented ``code`` and decided: None when the decision was taken,
+        else the machine's refusal (unknown, used or expired code)."""
+        pending_id = self.store.pending_for_code(code)
+        if pending_id is None:
+            return pending_not_found()
+        with self._pending_lock:
+            snapshot = self.store.pending(pending_id)
+            if snapshot is None or snapshot.machine != "PendingInteraction":
+                return pending_not_found()
+            machine = PendingInteraction.restore(snapshot, config=self.config)
+
+            def consent(action: Action) -> Event | bool | None:
+                if isinstance(action, ShowConsent):
+                    return UserDecided(approved=approved, at=self.clock())
+                return None
+
+            result = run_machine(
+                machine,
+                CodePresented(code=code, at=self.clock()),
+                signers=self.signers,
+                http=None,
+                clock=self.clock,
+                store=self.store,
+                on_action=consent,
+            )
+            self.store.save_pending(pending_id, machine.snapshot())
+        return result.response
+
+
+class AAuthMiddleware:
+    """ASGI middleware: ``AAuthMiddleware(app, resource=AAuthResource(...))`` (or
+    ``app.add_middleware(AAuthMiddleware, resource=...)`` in FastAPI)."""
+
+    def __init__(self, app: ASGIApp, *, resource: AAuthResource, workers: int = 16) -> None:
+        self.app = app
+        self.resource = resource
+        # The machines' worker threads wait on the app while it runs; they take their own
+        # limiter so a sync handler (run in the default thread pool) always finds a thread.
+        self._workers = anyio.CapacityLimiter(workers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan" or (kind != "http" and self.resource.is_public(scope["path"])):
+            await self.app(scope, receive, send)
+            return
+        if kind != "http":  # websockets are not AAuth-signed: refuse unless public
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if self.resource.is_public(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        try:
+            response = await self._answer(scope, receive)
+        except AAuthError as err:
+            response = error_response(err)
+        except Exception:
+            log.exception("aauth.io.resource_crashed", path=scope.get("path"))
+            response = to_starlette(_crash_response())
+        await response(scope, receive, send)
+
+    async def _answer(self, scope: Scope, receive: Receive) -> Response:
+        resource = self.resource
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if method == "GET" and path == "/.well-known/aauth-resource.json":
+            return _json(resource.metadata.to_dict())
+        if method == "GET" and path == resource.jwks_path:
+            return _json(resource.jwks())
+        if path == resource.interaction_path:
+            return await self._interaction(scope, receive)
+        request = await from_starlette(
+            Request(scope, receive), origin=resource.issuer, max_body=resource.max_body
+        )
+
+        def serve(action: Serve) -> HttpResponse:
+            return anyio.from_thread.run(self._call_app, scope, receive, action)
+
+        answer = await anyio.to_thread.run_sync(
+            resource.handle, request, serve, limiter=self._workers
+        )
+        return to_starlette(answer)
+
+    # -- the app, for a Serve action --------------------------------------------------------
+
+    async def _call_app(self, base: Scope, receive: Receive, action: Serve) -> HttpResponse:
+        request = action.request
+        parts = urlsplit(request.url)
+        scope = dict(base)
+        scope.update(
+            method=request.method,
+            path=unquote(parts.path),
+            raw_path=parts.path.encode("latin-1"),
+            query_string=parts.query.encode("latin-1"),
+            headers=[
+                (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in request.headers.pairs
+            ],
+        )
+        state = dict(base.get("state") or {})
+        state[STATE_KEY] = Caller.of(action.principal)
+        scope["state"] = state
+        delivered = False
+
+        async def app_receive() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": request.body, "more_body": False}
+            return await receive()
+
+        started: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def app_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                started["status"] = message["status"]
+                started["headers"] = message.get("headers", [])
+            elif message["type"] == "http.response.body":
+                chunks.append(bytes(message.get("body", b"")))
+
+        await self.app(scope, app_receive, app_send)
+        if "status" not in started:
+            raise RuntimeError("the application sent no response")
+        headers = [
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in started["headers"]
+            if k.lower() not in (b"content-length", b"transfer-encoding")
+        ]
+        return HttpResponse(status=started["status"], headers=headers, body=b"".join(chunks))
+
+    # -- the interaction page ---------------------------------------------------------------
+
+    async def _interaction(self, scope: Scope, receive: Receive) -> Response:
+        resource = self.resource
+        action = resource.config.interaction_url
+        if scope["method"] == "GET":
+            code = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("code", [""])[0]
+            context = (
+                await anyio.to_thread.run_sync(
+                    resource.consent_context, code, limiter=self._workers
+                )
+                if code
+                else None
+            )
+            if context is None:
+                return code_form(action, resource.issuer)
+            return consent_form(action, resource.issuer, code, context[0], context[1])
+        if scope["method"] != "POST":
+            return Response(status_code=405, headers={"Allow": "GET, POST"})
+        if _cross_site(scope, resource.issuer):
+            # a decision is only taken from the page itself (no cross-site form posts)
+            return outcome_page("Not accepted", "Decide on the resource's own page.", 403)
+        request = await from_starlette(
+            Request(scope, receive), origin=resource.issuer, max_body=_MAX_FORM
+        )
+        form = parse_qs(request.body.decode("utf-8", "replace"))
+        code = form.get("code", [""])[0]
+        decision = form.get("decision", [""])[0]
+        if not code or decision not in ("approve", "deny"):
+            return outcome_page("Bad request", "A code and a decision are required.", 400)
+        refused = await anyio.to_thread.run_sync(
+            resource.decide, code, decision == "approve", limiter=self._workers
+        )
+        if refused is not None:
+            detail = _problem_detail(refused)
+            return outcome_page("Not accepted", detail, refused.status)
+        if decision == "approve":
+            return outcome_page("Approved", "You can return to your agent.")
+        return outcome_page("Denied", "The agent's request was denied.")
+
+
+def _cross_site(scope: Scope, issuer: str) -> bool:
+    headers = {k.lower(): v for k, v in scope.get("headers", [])}
+    origin = headers.get(b"origin")
+    if origin is not None and origin.decode("latin-1") != issuer:
+        return True
+    return headers.get(b"sec-fetch-site") in (b"cross-site", b"same-site")
+
+
+def _problem_detail(response: HttpResponse) -> str:
+    try:
+        body = json.loads(response.body)
+    except ValueError:
+        return "The code was not accepted."
+    detail = body.get("detail") if isinstance(body, dict) else None
+    return detail if isinstance(detail, str) else "The code was not accepted."
