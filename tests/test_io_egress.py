@@ -219,3 +219,13 @@ def test_to_starlette_keeps_status_headers_and_body() -> None:
     assert response.headers.getlist("x-a") == ["1", "2"]
     assert response.headers["content-length"] == "2"
     assert response.headers["signature-error"] == "error=invalid_signature"
+
+
+def test_private_hosts_admit_only_the_names_listed() -> None:
+    mapped = {"ps.aauth.test": ("127.0.0.1", 4443), "evil.aauth.test": ("127.0.0.1", 4444)}
+    narrow = EgressPolicy(connect_to=mapped, private_hosts=["PS.aauth.test"])
+    assert admit("https://ps.aauth.test/x", narrow).port == 4443
+    with pytest.raises(EgressRefused, match="private, loopback"):
+        admit("https://evil.aauth.test/x", narrow)
+    with pytest.raises(EgressRefused, match="private, loopback"):
+        admit("https://127.0.0.1/x", narrow)

@@ -24,7 +24,7 @@ import asyncio
 import ipaddress
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -68,6 +68,10 @@ def _frozen_map(value: Mapping[str, tuple[str, int]]) -> Mapping[str, tuple[str,
     return MappingProxyType(checked)
 
 
+def _lower_names(hosts: Iterable[str]) -> frozenset[str]:
+    return frozenset(host.lower() for host in hosts)
+
+
 @frozen(kw_only=True)
 class EgressPolicy:
     """Where outbound requests may go. The defaults are the safe ones."""
@@ -75,6 +79,10 @@ class EgressPolicy:
     allow_private: bool = False
     """Admit loopback, private (RFC 1918, ULA), link-local, CGNAT and other non-global
     addresses. Off by default; the demo and the tests turn it on for their loopback servers."""
+    private_hosts: frozenset[str] = field(factory=frozenset, converter=_lower_names)
+    """Host names that may resolve (or be mapped) to non-global addresses while every other
+    name may not: the narrow form of ``allow_private`` (the demo lists its five servers, so
+    a token naming ``https://evil.aauth.test`` still cannot make a server fetch loopback)."""
     allow_http: bool = False
     """Admit ``http://`` URLs. Never for discovery in production."""
     connect_to: Mapping[str, tuple[str, int]] = field(
@@ -122,7 +130,7 @@ def _check_address(host: str, address: str, policy: EgressPolicy) -> None:
         return
     if ip.is_multicast or ip.is_unspecified:
         raise EgressRefused(f"refusing {host}: {ip} is not a unicast address")
-    if not policy.allow_private:
+    if not policy.allow_private and host not in policy.private_hosts:
         raise EgressRefused(
             f"refusing {host}: {ip} is a private, loopback or link-local address"
             " (not allowed by the egress policy)"

@@ -15,6 +15,7 @@ section (``[ap]``, ``[ps]``, ``[as]`` or ``[resource]``) is parsed by that role 
 
     [egress]                           # optional; the defaults are the safe ones
     allow_private = false
+    private_hosts = ["ps.aauth.test"]  # names allowed to reach private addresses
     allow_http = false
     ca_file = "/etc/aauth/ca.pem"
     timeout = 5.0
@@ -43,6 +44,7 @@ from collections.abc import Mapping
 from types import FrameType, ModuleType
 from typing import Any, TextIO
 
+import httpx
 import structlog
 from attrs import frozen
 
@@ -184,7 +186,15 @@ def _egress(path: str, data: Mapping[str, Any]) -> egress.EgressPolicy:
     table = data.get("egress", {})
     if not isinstance(table, Mapping):
         raise _fail(path, "egress", "a table")
-    known = {"allow_private", "allow_http", "ca_file", "connect_to", "timeout", "max_bytes"}
+    known = {
+        "allow_private",
+        "private_hosts",
+        "allow_http",
+        "ca_file",
+        "connect_to",
+        "timeout",
+        "max_bytes",
+    }
     unknown = sorted(set(table) - known)
     if unknown:
         raise _fail(path, f"egress.{unknown[0]}", "unknown key")
@@ -192,6 +202,10 @@ def _egress(path: str, data: Mapping[str, Any]) -> egress.EgressPolicy:
         "allow_private": _bool(path, table, "allow_private", "egress."),
         "allow_http": _bool(path, table, "allow_http", "egress."),
     }
+    hosts = table.get("private_hosts", [])
+    if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
+        raise _fail(path, "egress.private_hosts", "a list of host names")
+    options["private_hosts"] = frozenset(hosts)
     ca_file = _str(path, table, "ca_file", where="egress.")
     if ca_file is not None:
         if not os.path.isfile(ca_file):
@@ -385,6 +399,29 @@ def _ignore(_signum: int, _frame: FrameType | None) -> None:
     the process exits 0 instead of dying of that signal."""
 
 
+def _server_class() -> Any:
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        """Closes this server's outbound connections as soon as it is told to stop.
+
+        Servers call each other (discovery, federation, revocation) over keep-alive TLS. A
+        stopping uvicorn waits for every open connection to close, and an idle TLS
+        connection only closes when its client does: two servers stopping together would
+        each wait out the whole grace period for the other. Closing our own client first
+        lets every peer finish at once."""
+
+        def __init__(self, config: Any, outbound: httpx.Client) -> None:
+            super().__init__(config)
+            self._outbound = outbound
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            self._outbound.close()
+            super().handle_exit(sig, frame)
+
+    return _Server
+
+
 async def _run(server: Any, sock: socket.socket, ready: str, out: TextIO) -> None:
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not task.done():
@@ -412,7 +449,7 @@ def serve(role: str, path: str, *, out: TextIO | None = None) -> int:
             ssl_keyfile=tls.key if tls else None,
             timeout_graceful_shutdown=10,
         )
-        server = uvicorn.Server(config)
+        server = _server_class()(config, context.http)
         scheme = "https" if tls else "http"
         ready = f"aauth {role} serving {context.issuer} on {bound.url(scheme)}"
         previous = {s: signal.signal(s, _ignore) for s in (signal.SIGTERM, signal.SIGINT)}

@@ -157,8 +157,9 @@ class PersonServer:
             "person_token_endpoint": f"{issuer}/person-token",
             "auth_token_endpoint": f"{issuer}/auth-token",
             "revocation_endpoint": f"{issuer}/revoke",
-            "interaction_endpoint": f"{issuer}/interaction",
         }
+        # No ``interaction_endpoint``: that is §5.7's agent-facing relay API, which this
+        # PS does not offer; ``/interaction`` is the person's own page (code entry).
         if self.settings.scopes_supported:
             document["scopes_supported"] = list(self.settings.scopes_supported)
         return document
