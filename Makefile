@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo bench clean system
+.PHONY: test lint typecheck unit demo tour bench clean system
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ test: lint typecheck unit
 
 demo: $(STAMP) system
 	bash scripts/demo.sh
+
+tour: $(STAMP) system
+	bash scripts/cli-tour.sh
 
 bench: $(STAMP) system
 	$(BIN)/python -m benchmarks.run --write-docs

@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
-# `make demo`: a walk-through of AAuth with the `aauth` command.
+# `make tour`: a walk-through of AAuth with the `aauth` command (no servers).
 #
 # An Agent Provider (AP) key and an agent key; an agent token the AP mints for the agent;
 # requests the agent signs with its key (presenting the token in Signature-Key); a
 # resource verifying them; the rejections a resource answers with Signature-Error
 # when one byte changes, the token expires, or the signature is stale or from the future;
 # and the same agent signing with a key on a PKCS#11 token (a private SoftHSM2 token).
-# Every expected outcome is checked: if the command's behaviour changes, the demo fails.
+# Every expected outcome is checked: if the command's behaviour changes, the tour fails.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 AAUTH="$PWD/.venv/bin/aauth"
 PYTHON="$PWD/.venv/bin/python"
-[[ -x "$AAUTH" ]] || { echo "demo: $AAUTH not found (run 'make demo')" >&2; exit 1; }
+[[ -x "$AAUTH" ]] || { echo "tour: $AAUTH not found (run 'make tour')" >&2; exit 1; }
 
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/aauth-demo.XXXXXX")"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/aauth-tour.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
 
@@ -29,7 +29,7 @@ step() { printf '\n%s== %s%s\n' "$BOLD" "$*" "$PLAIN"; }
 say() { printf -- '-- %s\n' "$*"; }
 # Display only: long lines (tokens) are shortened; the checks always read the full output.
 show() { awk '{ if (length($0) > 140) print substr($0, 1, 100) "... (" length($0) " chars)"; else print }'; }
-die() { printf '\ndemo: FAILED: %s\n' "$*" >&2; exit 1; }
+die() { printf '\ntour: FAILED: %s\n' "$*" >&2; exit 1; }
 
 # expect_valid FILE [verify options...]: verify a signed request; it must pass.
 expect_valid() {
@@ -139,7 +139,7 @@ grep -q '^Signature-Error: error=unknown_key' <<<"$out" || die "expected unknown
 
 step "8) The agent's key on a hardware token: PKCS#11 on a private SoftHSM2 token"
 if ! command -v softhsm2-util >/dev/null || [[ ! -e /usr/lib/softhsm/libsofthsm2.so ]]; then
-    say "SoftHSM2 is not installed here (make demo installs it when run as root): step skipped"
+    say "SoftHSM2 is not installed here (make tour installs it when run as root): step skipped"
     HSM_RESULT="skipped (no SoftHSM2)"
 else
     mkdir -p softhsm/tokens
@@ -178,5 +178,5 @@ cat <<EOF
 - token two hours old: expired_jwt; signature 120 s old: invalid_signature;
   verifier clock 120 s behind the token: clock_skew; issuer key unknown: unknown_key
 - hardware token: $HSM_RESULT
-demo: OK
+tour: OK
 EOF

@@ -71,10 +71,10 @@ def test_getting_started_prints_what_it_says() -> None:
     assert "expired_jwt expired_presented_token" in text
 
 
-def test_make_demo_script_runs() -> None:
+def test_cli_tour_script_runs() -> None:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     done = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "demo.sh")],
+        ["bash", str(ROOT / "scripts" / "cli-tour.sh")],
         cwd=ROOT,
         env=env,
         capture_output=True,
