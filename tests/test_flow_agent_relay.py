@@ -256,7 +256,8 @@ def test_snapshot_while_relaying_restores_from_json_and_completes() -> None:
 
 # -- additional_signature_components up front ---------------------------------------------------
 
-EXTRA = ("content-type", "content-digest")
+# the body pair is covered on every request with a body anyway; x-tenant only when declared
+EXTRA = ("content-type", "content-digest", "x-tenant")
 RES_META = ResourceMetadata.from_dict(
     {"issuer": RES, "jwks_uri": f"{RES}/jwks", "additional_signature_components": list(EXTRA)}
 )
@@ -279,7 +280,7 @@ def post(at: int = T0) -> StartCall:
     request = HttpRequest(
         method="POST",
         url=f"{RES}/data",
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "X-Tenant": "acme"},
         body=b'{"q":1}',
     )
     return StartCall(request=request, at=at)

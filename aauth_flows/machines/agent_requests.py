@@ -102,15 +102,17 @@ def interaction_request(data: AgentData, endpoint: str, url: str, code: str) -> 
 
 
 def request_producer(config: AgentConfig, data: AgentData) -> Producer:
-    """Sign ``data.outgoing`` with ``data.signing_token``: a resource request covers what
-    the resource demands, a PS request its body."""
+    """Sign ``data.outgoing`` with ``data.signing_token``, covering the body whenever there
+    is one (the protocol demands it only at PS/AS and revocation endpoints; covering it at
+    a resource too costs one SHA-256 and keeps a body from being swapped in transit), plus
+    what the resource demands."""
     request = data.outgoing
     if request is None:
         raise missing("request")
     resource = data.exchange is Exchange.RESOURCE
     covered = aauth_components(
         request,
-        cover_body=not resource,
+        cover_body=True,
         extra=_resource_components(config, data) if resource else (),
     )
     return _producer(request, token=data.signing_token, created=data.created, covered=covered)
