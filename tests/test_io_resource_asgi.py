@@ -356,13 +356,21 @@ def test_person_token_where_an_auth_token_is_needed_gets_a_resource_token(
 
 
 def test_replay_inside_the_window_is_refused(http: httpx.Client, keys: Keys) -> None:
-    request = signed("GET", f"{API}/whoami", keys.agent_token(), keys.agent)
+    request = signed("POST", f"{API}/upload", keys.agent_token(), keys.agent, body=b"x")
     assert send(http, request).status == 200
     again = send(http, request)
     assert again.status == 401
     assert again.headers.get("signature-error") == "error=invalid_signature"
     assert "replay" in problem(again)["detail"]
     alive(http, keys)
+
+
+def test_a_repeated_get_is_not_a_replay(http: httpx.Client, keys: Keys) -> None:
+    """The cache covers state-changing requests only: a safe request signed twice in the
+    same second by a deterministic (Ed25519) key is served both times."""
+    request = signed("GET", f"{API}/whoami", keys.agent_token(), keys.agent)
+    assert send(http, request).status == 200
+    assert send(http, request).status == 200
 
 
 def test_the_app_crashing_is_a_500_problem_and_the_server_goes_on(

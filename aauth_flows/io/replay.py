@@ -43,13 +43,24 @@ class ReplayCacheFull(AAuthError):
     default_status: ClassVar[int] = 503
 
 
-def replay_key(key_thumbprint: str, created: int, method: str, authority: str, path: str) -> str:
+def replay_key(
+    key_thumbprint: str,
+    created: int,
+    method: str,
+    authority: str,
+    path: str,
+    signature: bytes = b"",
+) -> str:
     """The cache key for one signed request: SHA-256 over an unambiguous encoding of the
-    tuple (a JSON array, so no component can bleed into the next), base64url."""
+    tuple (a JSON array, so no component can bleed into the next), base64url.
+
+    ``signature`` (the signature bytes) narrows the spec's suggested tuple to the exact
+    message: a replay repeats the signature, while two honest requests in the same second
+    to the same path with different bodies (covered by ``content-digest``) differ in it."""
     if isinstance(created, bool) or not isinstance(created, int):
         raise TypeError("created must be an int")
     encoded = json.dumps(
-        [key_thumbprint, created, method, authority, path],
+        [key_thumbprint, created, method, authority, path, signature.hex()],
         ensure_ascii=True,
         separators=(",", ":"),
     ).encode("ascii")

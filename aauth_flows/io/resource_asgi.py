@@ -18,9 +18,10 @@ own issuer, body bounded) and run through the resource machines the way
 
 Machines run in a worker thread (they resolve keys and sign through blocking calls); the
 app itself runs on the event loop (``anyio.from_thread.run``). With a
-:class:`~aauth_flows.io.replay.ReplayCache`, a verified call whose ``(key, created,
-method, authority, path)`` was already served inside the signature window is refused
-(401 ``invalid_signature``) before the app runs. Any failure becomes problem JSON: an
+:class:`~aauth_flows.io.replay.ReplayCache`, a verified state-changing call (any method
+but GET, HEAD and OPTIONS, as the spec's checklist scopes it) whose ``(key, created,
+method, authority, path, signature)`` was already served inside the signature window is
+refused (401 ``invalid_signature``) before the app runs. Any failure becomes problem JSON: an
 :class:`AAuthError` with its own status, anything else a logged 500, and the server
 keeps serving.
 """
@@ -129,6 +130,11 @@ def _same_origin_path(url: str | None, issuer: str) -> str | None:
         return None
     parts = urlsplit(url)
     return parts.path if f"{parts.scheme}://{parts.netloc}" == issuer else None
+
+
+#: requests that change nothing: a repeat is harmless, and Ed25519 signs the same
+#: message the same way, so two honest GETs in one second would look like a replay
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class _Refused(Exception):
@@ -293,7 +299,10 @@ class AAuthResource:
         if self.replay is None:
             return
         request = action.request
-        created = read_signature(action.request.headers).input.params.created
+        if request.method.upper() in _SAFE_METHODS:
+            return
+        selected = read_signature(action.request.headers)
+        created = selected.input.params.created
         if created is None:  # the verifier already required it
             return
         parts = urlsplit(request.url)
@@ -303,6 +312,7 @@ class AAuthResource:
             request.method.upper(),
             parts.netloc,
             parts.path or "/",
+            selected.signature,
         )
         if not self.replay.check_and_add(key, created + self.config.window, now=self.clock()):
             log.warning("aauth.io.replay_refused", path=parts.path, method=request.method)
