@@ -60,10 +60,19 @@ def free_port() -> int:
 class LiveServer:
     """A uvicorn server running ``app`` in a background thread."""
 
-    def __init__(self, app: Any, host: str, *, tls: bool = True, **options: Any) -> None:
+    def __init__(
+        self,
+        app: Any,
+        host: str,
+        *,
+        tls: bool = True,
+        port: int | None = None,
+        certificate: DevTls | None = None,
+        **options: Any,
+    ) -> None:
         self.host = host
-        self.port = free_port()
-        cert = dev_tls() if tls else None
+        self.port = port or free_port()
+        cert = (certificate or dev_tls()) if tls else None
         config = uvicorn.Config(
             app,
             host="127.0.0.1",

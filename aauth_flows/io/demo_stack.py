@@ -129,14 +129,25 @@ class Server:
 class Stack:
     """The four servers of the demo, their files under ``work``, and their processes."""
 
-    def __init__(self, work: Path, agent_thumbprint: str) -> None:
+    def __init__(
+        self,
+        work: Path,
+        agent_thumbprint: str,
+        *,
+        extra_hosts: Mapping[str, tuple[int, bool]] | None = None,
+    ) -> None:
+        """``extra_hosts``: more names the servers can reach, ``{host: (loopback port, may
+        reach loopback)}`` (tests serve hostile peers there); the certificate covers them."""
+        extra = dict(extra_hosts or {})
         self.work = work
-        self.tls: DevTls = make_dev_tls(work / "tls", HOSTS)
+        self.tls: DevTls = make_dev_tls(work / "tls", (*HOSTS, *extra))
         self.ports = {role: _free_port() for role in ("ap", "ps", "as", "resource")}
         self.connect_to = {
             host: f"127.0.0.1:{self.ports[role]}"
             for host, role in zip(HOSTS, ("ap", "ps", "as", "resource", "resource"), strict=True)
         }
+        self.connect_to.update({host: f"127.0.0.1:{port}" for host, (port, _) in extra.items()})
+        self.private_hosts = [*HOSTS, *(host for host, (_, private) in extra.items() if private)]
         keys = FileKeyStore(work / "keys")
         self.key_refs = {role: str(keys.generate(Alg.ED25519, role)) for role in self.ports}
         self.servers = [self._write(role, agent_thumbprint) for role in self.ports]
@@ -149,7 +160,9 @@ class Stack:
         mapping = {
             host: ("127.0.0.1", int(t.rsplit(":", 1)[1])) for host, t in self.connect_to.items()
         }
-        return EgressPolicy(private_hosts=HOSTS, connect_to=mapping, ca_file=self.tls.ca_file)
+        return EgressPolicy(
+            private_hosts=self.private_hosts, connect_to=mapping, ca_file=self.tls.ca_file
+        )
 
     def _write(self, role: str, agent_thumbprint: str) -> Server:
         issuer = {"ap": AP, "ps": PS, "as": AS, "resource": CALENDAR}[role]
@@ -163,7 +176,7 @@ class Stack:
             "egress": {
                 # loopback only for the five names: any other name or address that a
                 # token or a document points at is still refused
-                "private_hosts": list(HOSTS),
+                "private_hosts": self.private_hosts,
                 "ca_file": self.tls.ca_file,
                 "connect_to": self.connect_to,
             },
