@@ -18,6 +18,7 @@ from attrs import evolve
 
 from aauth_core.headers.access import AccessToken
 from aauth_core.headers.capabilities import Capabilities, Capability
+from aauth_core.headers.prefer import serialize_prefer_wait
 from aauth_core.http import Headers, HttpRequest
 from aauth_core.jws import decode_compact
 from aauth_core.metadata import PersonServerMetadata
@@ -152,10 +153,16 @@ def _producer(
 
 
 def _ps_post(config: AgentConfig, endpoint: str, body: dict[str, Any]) -> HttpRequest:
+    """A token request to the PS; with ``prefer_wait`` it says ``Prefer: wait=N`` as polls
+    do (§5.9: on the initial request and on polls), so a PS may hold it for the answer."""
     caps = [c.value for c in Capability if c in config.capabilities]
     if caps:
         body["capabilities"] = caps
-    return _json_post(endpoint, body)
+    request = _json_post(endpoint, body)
+    if config.prefer_wait is None:
+        return request
+    prefer = {"Prefer": serialize_prefer_wait(config.prefer_wait)}
+    return evolve(request, headers=request.headers.with_fields(prefer))
 
 
 def _json_post(url: str, body: dict[str, Any]) -> HttpRequest:
