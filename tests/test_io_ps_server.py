@@ -11,6 +11,7 @@ import json
 import os
 import re
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -118,13 +119,16 @@ class Agent:
     def __init__(self, http: httpx.Client, key: JwkSigner = AGENT_KEY, sub: str = AGENT) -> None:
         self.http, self.key, self.token = http, key, agent_token(key, sub)
 
-    def request(self, method: str, url: str, body: Any = None) -> HttpResponse:
+    def request(
+        self, method: str, url: str, body: Any = None, extra: dict[str, str] | None = None
+    ) -> HttpResponse:
         raw = (
             b""
             if body is None
             else (body if isinstance(body, bytes) else json.dumps(body).encode())
         )
         headers = {"Content-Type": "application/json"} if raw else {}
+        headers.update(extra or {})
         bare = HttpRequest(method=method, url=url, headers=headers, body=raw)
         fields = sign_aauth_request(
             bare, self.key, token=self.token, created=now(), cover_body=bool(raw)
@@ -416,6 +420,36 @@ def person_token_via_consent(world: World, browser: httpx.Client) -> str:
 
 
 # -- tests -------------------------------------------------------------------------------
+
+
+def test_prefer_wait_holds_the_poll_until_the_person_decides(world: World) -> None:
+    """§5.9 ``Prefer: wait``: the 202 says ``Retry-After: 0`` (poll at once), and the poll
+    is held until the record changes, so it comes back with the token, not another 202."""
+    ask = {"resource": RS, "capabilities": ["interaction"]}
+    plain = world.agent.post(f"{PS}/person-token", ask)
+    assert plain.headers.get("retry-after") == "5"  # no Prefer: the default interval
+    prefer = {"Prefer": "wait=20"}
+    again = {**ask, "justification": "asked again, willing to wait"}  # not a replay
+    answer = world.agent.request("POST", f"{PS}/person-token", again, prefer)
+    pending, _, code = interaction_of(answer)
+    assert answer.headers.get("retry-after") == "0"
+    browser = world.browser()
+    assert login(browser).status_code == 303
+    entered = enter_code(browser, code)  # the record changes: the agent sees "interacting"
+    _, csrf = consent_form(browser, entered.headers["location"])
+    held: list[HttpResponse] = []
+    poller = threading.Thread(
+        target=lambda: held.append(world.agent.request("GET", pending, None, prefer))
+    )
+    poller.start()
+    time.sleep(0.3)  # ordering only: the poll is in before she decides
+    assert not held, "the poll was answered before the person decided"
+    decided = browser.post(entered.headers["location"], data={"csrf": csrf, "decision": "approve"})
+    assert decided.status_code == 200
+    poller.join(timeout=30)
+    [delivered] = held
+    assert delivered.status == 200, delivered.body
+    assert body(delivered)["person_token"]
 
 
 def test_person_token_and_auth_token_through_the_consent_page(world: World) -> None:

@@ -67,6 +67,7 @@ MACHINES: dict[str, type[Any]] = {
 _UNSTORED = ("ANSWERED", "REJECTED", "RECEIVED")
 #: how long a record is kept past its pending lifetime (late polls get 410, not 404)
 _GRACE = 3600
+_MAX_VERSIONS = 100_000
 _DESCRIPTIONS_TTL = 300
 
 
@@ -134,6 +135,8 @@ class PersonServer:
         }
         #: pending URL → the person asked through the PS's own channel (approval mode)
         self.approvals: dict[str, str] = {}
+        self._versions: dict[str, int] = {}  # pending URL → change count (held polls)
+        self._versions_lock = threading.Lock()
         self._descriptions: dict[str, tuple[float, dict[str, str]]] = {}
         self.federation = FederationWorkers(
             config=FederationClientConfig(
@@ -207,9 +210,22 @@ class PersonServer:
         )
         return machine
 
+    def version(self, url: str) -> int:
+        """How many times the record at ``url`` has changed (a held poll waits for this)."""
+        with self._versions_lock:
+            return self._versions.get(url, 0)
+
+    def _changed(self, url: str) -> None:
+        with self._versions_lock:
+            self._versions[url] = self._versions.get(url, 0) + 1
+            if len(self._versions) > _MAX_VERSIONS:  # forget the oldest records first
+                del self._versions[next(iter(self._versions))]
+
     def _save(self, machine: Machine[Any, Any]) -> None:
         data = machine.data
         url = getattr(data, "pending_url", "") or ""
+        if url:
+            self._changed(url)
         if not url or machine.state.name in _UNSTORED:
             return
         expires = getattr(data, "pending_expires", 0) or (
