@@ -50,6 +50,10 @@ def test_make_demo_runs_every_mode_over_real_http() -> None:
     assert "token aa-auth+jwt: iss=https://as.aauth.test" in out  # federated: the AS issued
     assert "token aa-person+jwt: iss=https://ps.aauth.test" in out
     assert "person: sees the consent page and presses 'approve'" in out
+    # the deferred call: held at the resource (202), completed at its pending URL
+    deferred = out.split("== deferred", 1)[1].split("verdict", 1)[0]
+    assert "← 202   AAuth-Requirement: requirement=auth-token; resource-token=…" in deferred
+    assert "→ GET https://calendar.aauth.test/pending/" in deferred
     assert "servers stopped: ap exit 0, ps exit 0, as exit 0, resource exit 0" in out
     if missing_reason() is None or os.environ.get("AAUTH_REQUIRE_SOFTHSM") == "1":
         assert "key in SoftHSM2 token" in out

@@ -243,10 +243,27 @@ def scenario(demo: Demo) -> None:
         body = _json(r)
         return f"{r.status_code} {_short(json.dumps(body), 60)}"
 
+    justification = "Alice asked me to share her calendar with Bob <script>alert(1)</script>"
+
+    def shared(r: httpx.Response) -> str:
+        body = _json(r)
+        _expect("shared" in body, f"the held call did not run: {body}")
+        shown = any(justification in page for page in demo.browser.pages)
+        _expect(shown, "the consent page did not show the agent's justification as text")
+        return f"{r.status_code} held call ran; consent page showed the agent's words as text"
+
     demo.run("agent identity", "GET", f"{CALENDAR}/whoami", check=whoami)
     demo.run("resource-managed (session)", "GET", f"{CALENDAR}/availability", check=ok200)
     demo.run("resource-managed, session reused", "GET", f"{CALENDAR}/availability", check=ok200)
     demo.run("person identity", "GET", f"{CALENDAR}/me/profile", check=person_of)
+    demo.run(
+        "deferred, consent on the PS page",
+        "POST",
+        f"{CALENDAR}/events/share",
+        check=shared,
+        json={"with": "bob@example.com"},
+        justification=justification,
+    )
     demo.run("PS authorization, reactive (401)", "GET", f"{CALENDAR}/events", check=ok200)
     demo.run(
         "PS authorization, proactive",
@@ -262,14 +279,6 @@ def scenario(demo: Demo) -> None:
         f"{CALENDAR}/events",
         check=ok200,
         json={"title": "Lunch with Bob", "start": "2026-12-01T12:00"},
-    )
-    demo.run(
-        "deferred, consent on the PS page",
-        "POST",
-        f"{CALENDAR}/events/share",
-        check=ok200,
-        json={"with": "bob@example.com"},
-        justification="Alice asked me to share her calendar with Bob <script>alert(1)</script>",
     )
     demo.run("federated through the AS", "GET", f"{FED}/team/events", check=ok200)
 
