@@ -47,6 +47,7 @@ from aauth_flows.io.ap_client import request_agent_token
 from aauth_flows.io.demo_person import Browser
 from aauth_flows.io.demo_stack import AGENT, AP, CALENDAR, FED, PERSON, PS, Stack
 from aauth_flows.io.discovery import Discovery
+from aauth_flows.io.egress import EgressRefused
 from aauth_flows.io.messages import send
 from aauth_flows.machines.actions import ShowInteraction
 
@@ -217,8 +218,13 @@ def test_oversized_header(agent: Agent) -> None:
         url=request.url,
         headers=request.headers.with_fields({"X-Big": "x" * 1_000_000}),
     )
-    answer = agent.send(big)  # h11 refuses it before any of our code runs
-    assert answer.status == 400
+    # h11 refuses it before any of our code runs: a 400, or (when the server closes while
+    # the client is still writing) the connection dropped; never an answer from the app
+    try:
+        outcome = str(agent.send(big).status)
+    except EgressRefused as err:
+        outcome = str(err)
+    assert outcome == "400" or outcome.endswith(("RemoteProtocolError", "WriteError")), outcome
     agent.still_serving()
 
 
