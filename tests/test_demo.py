@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from softhsm import missing_reason
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,3 +58,15 @@ def test_make_demo_runs_every_mode_over_real_http() -> None:
     assert "servers stopped: ap exit 0, ps exit 0, as exit 0, resource exit 0" in out
     if missing_reason() is None or os.environ.get("AAUTH_REQUIRE_SOFTHSM") == "1":
         assert "key in SoftHSM2 token" in out
+
+
+def test_without_softhsm_the_demo_agent_signs_in_software(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aauth_flows.io.demo_stack as stack
+
+    monkeypatch.setattr(stack.shutil, "which", lambda _name: None)
+    key = stack.agent_key(tmp_path)
+    assert key.where.startswith("software")
+    assert key.signer.algorithm.value == "Ed25519"
+    assert (tmp_path / "keys" / "agent.pem").exists()

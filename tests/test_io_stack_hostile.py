@@ -56,11 +56,24 @@ OTHER = "https://other.aauth.test"
 
 
 def _peer(claimed_issuer: str, signer: Signer) -> Starlette:
-    """An AP-shaped peer whose metadata names ``claimed_issuer``."""
+    """A peer whose agent metadata names ``claimed_issuer``, and whose person metadata is
+    its own but sends the keys to a loopback address (``https://127.0.0.1:…/jwks``)."""
 
     async def document(request: Request) -> Response:
         host = request.headers["host"]
         return JSONResponse({"issuer": claimed_issuer, "jwks_uri": f"https://{host}/jwks"})
+
+    async def person_document(request: Request) -> Response:
+        host = request.headers["host"]
+        port = request.url.port or 443
+        return JSONResponse(
+            {
+                "issuer": f"https://{host}",
+                "jwks_uri": f"https://127.0.0.1:{port}/jwks",
+                "person_token_endpoint": f"https://{host}/person-token",
+                "auth_token_endpoint": f"https://{host}/auth-token",
+            }
+        )
 
     async def jwks(_request: Request) -> Response:
         return JSONResponse({"keys": [signer.public_jwk().to_dict()]})
@@ -68,6 +81,7 @@ def _peer(claimed_issuer: str, signer: Signer) -> Starlette:
     return Starlette(
         routes=[
             Route("/.well-known/aauth-agent.json", document),
+            Route("/.well-known/aauth-person.json", person_document),
             Route("/jwks", jwks),
         ]
     )
@@ -111,10 +125,10 @@ class Agent:
         )
         return mint_token(claims, signer or self.ap)
 
-    def person_token(self, aud: str) -> str:
+    def person_token(self, aud: str, *, iss: str = PS, signer: Signer | None = None) -> str:
         now = int(time.time())
         claims = PersonTokenClaims(
-            iss=PS,
+            iss=iss,
             dwk=DWK_PERSON,
             jti=secrets.token_urlsafe(12),
             iat=now,
@@ -123,7 +137,7 @@ class Agent:
             sub="alice-at-" + aud.removeprefix("https://"),
             cnf=Confirmation(jwk=self.signer.public_jwk()),
         )
-        return mint_token(claims, self.ps)
+        return mint_token(claims, signer or self.ps)
 
     def still_serving(self) -> None:
         answer = self.send(self.signed("GET", f"{CALENDAR}/whoami"))
@@ -251,6 +265,19 @@ def test_keys_at_a_private_address_are_never_fetched(agent: Agent) -> None:
     assert answer.status == 401
     assert "error=invalid_jwt" in _error(answer)
     assert "private" in json.loads(answer.body)["detail"]
+    agent.still_serving()
+
+
+def test_a_jwks_url_at_a_private_address_is_never_fetched(agent: Agent) -> None:
+    """A reachable issuer whose document sends the keys to a loopback address: refused
+    before any connection, as a jwks_uri off the issuer's origin (with cross-origin JWKS
+    allowed, egress admission refuses the address itself: tests/test_io_discovery.py)."""
+    attacker: Signer = agent.attacker  # type: ignore[attr-defined]
+    forged = agent.person_token(CALENDAR, iss=OTHER, signer=attacker)
+    answer = agent.send(agent.signed("GET", f"{CALENDAR}/me/profile", forged))
+    assert answer.status == 401
+    assert "error=invalid_jwt" in _error(answer)
+    assert "jwks_uri" in json.loads(answer.body)["detail"]
     agent.still_serving()
 
 
