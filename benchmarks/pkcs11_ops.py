@@ -9,28 +9,26 @@ why.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import subprocess
 import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aauth_backends.softhsm import SOFTHSM_MODULE, PrivateSoftHsm, softhsm_missing
 from aauth_core.algorithms import Alg
 from aauth_core.http import HttpRequest
 from aauth_core.requests import sign_aauth_request
 from benchmarks.harness import Operation
 
-SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 PIN = "1234"
 ALGS = (Alg.ED25519, Alg.ES256, Alg.PS256)
 
 
 def unavailable() -> str | None:
-    if shutil.which("softhsm2-util") is None or not os.path.exists(SOFTHSM_MODULE):
-        return "SoftHSM2 is not installed (make bench installs it when run as root)"
+    missing = softhsm_missing()
+    if missing is not None:
+        return f"{missing} (make bench installs it when run as root)"
     try:
         import pkcs11  # noqa: F401
     except ImportError:
@@ -41,29 +39,7 @@ def unavailable() -> str | None:
 def private_token(label: str = "bench") -> Path:
     """A fresh SoftHSM2 token in a temporary directory; sets ``SOFTHSM2_CONF``."""
     root = Path(tempfile.mkdtemp(prefix="aauth-bench-softhsm-"))
-    (root / "tokens").mkdir()
-    conf = root / "softhsm2.conf"
-    conf.write_text(
-        f"directories.tokendir = {root / 'tokens'}\nobjectstore.backend = file\n"
-        "log.level = ERROR\nslots.removable = false\n",
-        encoding="utf-8",
-    )
-    os.environ["SOFTHSM2_CONF"] = str(conf)
-    subprocess.run(
-        [
-            "softhsm2-util",
-            "--init-token",
-            "--free",
-            "--label",
-            label,
-            "--pin",
-            PIN,
-            "--so-pin",
-            "5678",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    PrivateSoftHsm(root).init_token(label, pin=PIN, so_pin="5678")
     return root
 
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import subprocess
 import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 from attrs import frozen
+
+from aauth_backends.softhsm import SOFTHSM_MODULE, PrivateSoftHsm, softhsm_missing
 
 __all__ = [
     "SOFTHSM_MODULE",
@@ -31,7 +32,6 @@ __all__ = [
     "missing_reason",
 ]
 
-SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 P11KIT_PROXY = "/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so"
 USER_PIN = "1234"
 SO_PIN = "5678"
@@ -42,10 +42,9 @@ _CKA_OS_TOKENFLAGS = 0x8000534B
 
 def missing_reason() -> str | None:
     """Why SoftHSM2 tests cannot run here, or None."""
-    if shutil.which("softhsm2-util") is None:
-        return "SoftHSM2 is not installed (softhsm2-util missing; apt-get install softhsm2)"
-    if not os.path.exists(SOFTHSM_MODULE):
-        return f"SoftHSM2 module {SOFTHSM_MODULE} is missing (apt-get install softhsm2)"
+    missing = softhsm_missing()
+    if missing is not None:
+        return missing
     try:
         import pkcs11  # noqa: F401
     except ImportError:
@@ -78,18 +77,8 @@ class SoftHsm:
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="aauth-softhsm-"))
-        (self.root / "tokens").mkdir()
-        self.conf = self.root / "softhsm2.conf"
-        self.conf.write_text(
-            f"directories.tokendir = {self.root / 'tokens'}\n"
-            "objectstore.backend = file\n"
-            "log.level = ERROR\n"
-            "slots.removable = false\n"
-            "slots.mechanisms = ALL\n"
-            "library.reset_on_fork = true\n",
-            encoding="utf-8",
-        )
-        os.environ["SOFTHSM2_CONF"] = str(self.conf)
+        self.hsm = PrivateSoftHsm(self.root, reset_on_fork=True)
+        self.conf = self.hsm.conf
         atexit.register(shutil.rmtree, self.root, True)
 
     @classmethod
@@ -99,37 +88,11 @@ class SoftHsm:
             cls._shared = cls()
         return cls._shared
 
-    def _util(self, *args: str) -> str:
-        done = subprocess.run(
-            ["softhsm2-util", *args],
-            env=os.environ | {"SOFTHSM2_CONF": str(self.conf)},
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=30,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"softhsm2-util {args[0]} failed: {done.stderr.strip()}")
-        return done.stdout
-
     def token(self, prefix: str = "t", *, pin: str = USER_PIN) -> Token:
         """A new, empty token with a unique label (about 10 ms)."""
         label = f"{prefix}-{uuid.uuid4().hex[:12]}"
-        before = set((self.root / "tokens").iterdir())
-        self._util("--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", SO_PIN)
-        (directory,) = set((self.root / "tokens").iterdir()) - before
-        serial = self._serial(label)
-        return Token(label=label, serial=serial, pin=pin, directory=directory)
-
-    def _serial(self, label: str) -> str:
-        current: dict[str, str] = {}
-        for line in self._util("--show-slots").splitlines():
-            name, _, value = line.strip().partition(":")
-            if name == "Serial number":
-                current["serial"] = value.strip()
-            elif name == "Label" and value.strip() == label:
-                return current["serial"]
-        raise RuntimeError(f"token {label} not listed")
+        directory = self.hsm.init_token(label, pin=pin, so_pin=SO_PIN)
+        return Token(label=label, serial=self.hsm.serial(label), pin=pin, directory=directory)
 
     @staticmethod
     def token_flags(token: Token) -> int:

@@ -65,7 +65,7 @@ def test_without_softhsm_the_demo_agent_signs_in_software(
 ) -> None:
     import aauth_flows.io.demo_stack as stack
 
-    monkeypatch.setattr(stack.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(stack, "softhsm_missing", lambda: "SoftHSM2 is not installed")
     key = stack.agent_key(tmp_path)
     assert key.where.startswith("software")
     assert key.signer.algorithm.value == "Ed25519"

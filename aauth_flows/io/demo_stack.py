@@ -10,7 +10,6 @@ CA (:mod:`aauth_flows.io.devtls`). The resource process serves two resource iden
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +22,7 @@ from typing import Any
 
 from attrs import frozen
 
+from aauth_backends.softhsm import SOFTHSM_MODULE, PrivateSoftHsm, softhsm_missing
 from aauth_backends.stores import FileKeyStore
 from aauth_core.algorithms import Alg
 from aauth_core.signer import Signer
@@ -39,7 +39,6 @@ FED = "https://fed.aauth.test"
 AGENT = "aauth:assistant@ap.aauth.test"
 PERSON = ("alice", "correct horse battery staple")
 HOSTS = tuple(url.removeprefix("https://") for url in (AP, PS, AS, CALENDAR, FED))
-SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 READY_TIMEOUT = 20.0
 
 
@@ -92,27 +91,18 @@ class AgentKey:
 def agent_key(work: Path) -> AgentKey:
     """An ES256 key generated on a private SoftHSM2 token when SoftHSM2 is installed (the
     ``make`` targets install it as root), else an Ed25519 key in a PKCS#8 file."""
-    util = shutil.which("softhsm2-util")
-    if util is not None and Path(SOFTHSM_MODULE).exists():
-        tokens = work / "softhsm" / "tokens"
-        tokens.mkdir(parents=True)
-        conf = work / "softhsm" / "softhsm2.conf"
-        conf.write_text(
-            f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n"
-        )
-        os.environ["SOFTHSM2_CONF"] = str(conf)
+    if softhsm_missing() is None:
+        PrivateSoftHsm(work / "softhsm").init_token("demo-agent", pin="246810", so_pin="13579111")
         pin = work / "pin.txt"
         pin.write_text("246810")
         pin.chmod(0o600)
-        init = [util, "--init-token", "--free", "--label", "demo-agent", "--pin", "246810"]
-        subprocess.run([*init, "--so-pin", "13579111"], check=True, capture_output=True)  # noqa: S603
         from aauth_backends.pkcs11 import Pkcs11KeyStore  # the [pkcs11] extra
 
         store = Pkcs11KeyStore.from_uri(
             f"pkcs11:token=demo-agent?module-path={SOFTHSM_MODULE}&pin-source=file:{pin}"
         )
-        hsm = store.get_signer(store.generate(Alg.ES256, "agent"))
-        return AgentKey(signer=hsm, where="SoftHSM2 token (ES256, not extractable)")
+        on_token = store.get_signer(store.generate(Alg.ES256, "agent"))
+        return AgentKey(signer=on_token, where="SoftHSM2 token (ES256, not extractable)")
     store_dir = FileKeyStore(work / "keys")
     signer = store_dir.get_signer(store_dir.generate(Alg.ED25519, "agent"))
     return AgentKey(signer=signer, where="software (Ed25519 PKCS#8 file)")
