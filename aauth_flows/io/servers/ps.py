@@ -18,18 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-import re
-import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from urllib.parse import parse_qsl, quote
 
 import structlog
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from aauth_core.errors import AAuthError, MalformedInput
@@ -38,6 +34,7 @@ from aauth_core.http import HttpRequest, HttpResponse
 from aauth_core.interaction import normalize_code
 from aauth_core.metadata import PersonServerMetadata
 from aauth_core.tokens.claims import DWK_PERSON
+from aauth_flows.io.forms import PasswordLogin, read_form, see_other
 from aauth_flows.io.messages import error_response, from_starlette, to_starlette
 from aauth_flows.io.servers.context import ServerContext, well_known_routes
 from aauth_flows.io.servers.ps_driver import PersonOutcome, PersonServer
@@ -70,53 +67,18 @@ __all__ = ["PersonServerSettings", "PersonServer", "build_app"]
 
 log = structlog.get_logger("aauth.io")
 
-_FORM = "application/x-www-form-urlencoded"
 _MAX_FORM = 8 * 1024
 _MAX_QUESTION = 500
-#: a path (and query) on this server: no scheme, no authority, no whitespace or controls
-#: (browsers drop tabs and newlines, so "/\t/evil" would become "//evil")
-_LOCAL_PATH = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]{0,1000}")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-class _FormError(AAuthError):
-    default_code = "invalid_request"
-    default_status = 400
-
-
 async def _form(request: Request) -> dict[str, str]:
-    """A small urlencoded form, bounded and strict (no repeated field)."""
-    if request.headers.get("content-type", "").split(";")[0].strip().lower() != _FORM:
-        raise _FormError("a form post is expected", status=415)
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > _MAX_FORM:
-            raise _FormError("the form is too large", status=413)
-    try:
-        pairs = parse_qsl(
-            body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=8
-        )
-    except (UnicodeDecodeError, ValueError) as err:
-        raise _FormError("the form cannot be read") from err
-    fields: dict[str, str] = {}
-    for name, value in pairs:
-        if name in fields:
-            raise _FormError(f"field {name[:20]!r} is repeated")
-        fields[name] = value
-    return fields
-
-
-def _local_next(value: str | None) -> str:
-    """Only a path on this server is a place to return to after login."""
-    if not value or not _LOCAL_PATH.fullmatch(value) or value.startswith("//"):
-        return "/interaction"
-    return value
+    return await read_form(request, max_bytes=_MAX_FORM)
 
 
 def _redirect(url: str) -> Response:
-    return RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
+    return see_other(url, SECURITY_HEADERS)
 
 
 #: the longest a poll is held (Prefer: wait asks for more: we answer sooner, §5.9)
@@ -163,15 +125,21 @@ def build_app(
     issuer = context.issuer
     PersonServerMetadata.from_dict(ps.metadata(), expected_issuer=issuer)  # fail at start
     sessions = MemorySessionStore(lifetime=settings.session_lifetime)
+    logins = PasswordLogin(
+        people=settings.people,
+        sessions=sessions,
+        cookie=COOKIE,
+        login_cookie=LOGIN_COOKIE,
+        page=login_page,
+        verify=verify_password,
+        default_next="/interaction",
+        headers=SECURITY_HEADERS,
+    )
 
     # -- shared helpers ---------------------------------------------------------------
 
-    def current(request: Request) -> Session | None:
-        return sessions.get(request.cookies.get(COOKIE))
-
-    def to_login(request: Request) -> Response:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return _redirect(f"/login?next={quote(target, safe='')}")
+    current = logins.current
+    to_login = logins.to_login
 
     def guarded(handler: Handler, *, html: bool) -> Handler:
         async def run(request: Request) -> Response:
@@ -224,50 +192,6 @@ def build_app(
 
     # -- people -----------------------------------------------------------------------
 
-    def login_form_with_nonce(
-        next_url: str, error: str | None = None, status: int = 200
-    ) -> Response:
-        """The login form and its pre-session CSRF token: the same random value in a
-        ``__Host-`` cookie and in the form (a cross-site post has neither)."""
-        nonce = secrets.token_urlsafe(24)
-        response = login_page(next_url=next_url, nonce=nonce, error=error, status=status)
-        response.set_cookie(
-            LOGIN_COOKIE, nonce, max_age=1800, path="/", secure=True, httponly=True, samesite="lax"
-        )
-        return response
-
-    async def login_form(request: Request) -> Response:
-        return login_form_with_nonce(_local_next(request.query_params.get("next")))
-
-    async def login(request: Request) -> Response:
-        form = await _form(request)
-        person, password = form.get("person", ""), form.get("password", "")
-        next_url = _local_next(form.get("next"))
-        nonce = request.cookies.get(LOGIN_COOKIE, "")
-        sent = form.get("nonce", "")
-        if not nonce or not hmac.compare_digest(nonce.encode(), sent.encode()):
-            return login_form_with_nonce(next_url, "The form expired: log in again.", 403)
-        encoded = settings.people.get(person)
-        ok = await run_in_threadpool(verify_password, encoded, password[:1024])
-        if not ok:
-            log.info("aauth.ps.login_refused")
-            return login_form_with_nonce(next_url, "Wrong id or password.", 401)
-        sessions.drop(request.cookies.get(COOKIE))
-        session_id, _ = sessions.create(person)
-        response = _redirect(next_url)
-        response.delete_cookie(LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
-        response.set_cookie(
-            COOKIE,
-            session_id,
-            max_age=settings.session_lifetime,
-            path="/",
-            secure=True,
-            httponly=True,
-            samesite="lax",
-        )
-        log.info("aauth.ps.login", person=person)
-        return response
-
     async def interaction_form(request: Request) -> Response:
         session = current(request)
         if session is None:
@@ -287,10 +211,7 @@ def build_app(
         form = await _form(request)
         if not session.csrf_ok(form.get("csrf"), "logout"):
             return message_page("Form expired", "Reload the page and try again.", status=403)
-        sessions.drop(request.cookies.get(COOKIE))
-        response = _redirect("/login")
-        response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="lax")
-        return response
+        return logins.logged_out(request, "/login")
 
     async def interaction(request: Request) -> Response:
         session = current(request)
@@ -444,8 +365,8 @@ def build_app(
         Route(
             "/pending/{pending_id}", guarded(pending, **agent), methods=["GET", "POST", "DELETE"]
         ),
-        Route("/login", guarded(login_form, **person), methods=["GET"]),
-        Route("/login", guarded(login, **person), methods=["POST"]),
+        Route("/login", guarded(logins.show, **person), methods=["GET"]),
+        Route("/login", guarded(logins.submit, **person), methods=["POST"]),
         Route("/logout", guarded(logout, **person), methods=["POST"]),
         Route("/interaction", guarded(interaction_form, **person), methods=["GET"]),
         Route("/interaction", guarded(interaction, **person), methods=["POST"]),
