@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import httpx
 import pytest
+import structlog.testing
 from fastapi import Depends, FastAPI
 from live import policy, serve
 from signing_helpers import JwkSigner, generated_ed25519
@@ -42,6 +45,7 @@ from aauth_flows.io import egress
 from aauth_flows.io.messages import send
 from aauth_flows.io.replay import MemoryReplayCache
 from aauth_flows.io.resource_asgi import (
+    BROWSER_COOKIE,
     AAuthMiddleware,
     AAuthResource,
     Caller,
@@ -55,6 +59,9 @@ PS = "https://ps.aauth.test"
 API = "https://api.aauth.test"
 APP = "https://app.aauth.test"
 OTHER = "https://other.aauth.test"  # a resource whose policy crashes
+RS = "https://rs.aauth.test"  # resource-managed, the host's sign-in is a header (stand-in)
+FED = "https://fed.aauth.test"  # resource-managed, with a login page
+CAL = "https://calendar.aauth.test"  # resource-managed, the unsafe mode
 AGENT = AgentId.parse("aauth:assistant@ap.aauth.test")
 
 
@@ -223,6 +230,11 @@ def keys() -> Keys:
     return Keys()
 
 
+def header_person(request: Request) -> str | None:
+    """The host application's sign-in, in these tests: a header its proxy would set."""
+    return request.headers.get("x-test-person")
+
+
 @pytest.fixture(scope="module")
 def world(keys: Keys) -> Iterator[tuple[httpx.Client, AAuthResource]]:
     api = AAuthResource.build(
@@ -241,13 +253,47 @@ def world(keys: Keys) -> Iterator[tuple[httpx.Client, AAuthResource]]:
     broken = AAuthResource.build(
         issuer=OTHER, signer=keys.resource, keys=keys.resolver, routes=ROUTES, policy=Crashing()
     )
+    managed = (Route(path="/whoami", mode=AccessMode.RESOURCE_MANAGED),)
+    signed_in = AAuthResource.build(
+        issuer=RS, signer=keys.resource, keys=keys.resolver, routes=managed, person=header_person
+    )
+    with_login = AAuthResource.build(
+        issuer=FED,
+        signer=keys.resource,
+        keys=keys.resolver,
+        routes=managed,
+        person=header_person,
+        login_url="/signin?from=aauth",
+    )
+    unsafe = AAuthResource.build(
+        issuer=CAL,
+        signer=keys.resource,
+        keys=keys.resolver,
+        routes=managed,
+        allow_unauthenticated_interaction=True,
+    )
     apps = {
+        "rs.aauth.test": AAuthMiddleware(starlette_app(), resource=signed_in),
+        "fed.aauth.test": AAuthMiddleware(starlette_app(), resource=with_login),
+        "calendar.aauth.test": AAuthMiddleware(starlette_app(), resource=unsafe),
         "api.aauth.test": AAuthMiddleware(starlette_app(), resource=api),
         "app.aauth.test": fastapi_app(app),
         "other.aauth.test": AAuthMiddleware(starlette_app(), resource=broken),
     }
     with serve(apps) as servers, egress.client(policy(servers)) as http:
+        BROWSER_POLICY.append(policy(servers))
         yield http, api
+        BROWSER_POLICY.clear()
+
+
+BROWSER_POLICY: list[egress.EgressPolicy] = []
+
+
+@pytest.fixture
+def browser(world: tuple[httpx.Client, AAuthResource]) -> Iterator[httpx.Client]:
+    """A fresh browser (its own cookie jar) that reaches the module's servers."""
+    with egress.client(BROWSER_POLICY[0]) as client:
+        yield client
 
 
 @pytest.fixture
@@ -481,3 +527,137 @@ def test_concurrent_calls_to_sync_fastapi_handlers_all_answer(
     with ThreadPoolExecutor(max_workers=24) as pool:
         answers = list(pool.map(lambda r: send(http, r), requests))
     assert [a.status for a in answers] == [200] * len(requests)
+
+
+# -- the interaction page: who may decide (§8) -------------------------------------------------
+
+
+def managed_call(http: httpx.Client, keys: Keys, origin: str) -> tuple[str, str, str]:
+    """An agent's first resource-managed call: (agent token, code, pending URL)."""
+    token = keys.agent_token()
+    first = send(http, signed("GET", f"{origin}/whoami", token, keys.agent))
+    assert first.status == 202, first
+    needed = requirement(first)
+    assert needed.requirement == "interaction" and needed.url == f"{origin}/interaction"
+    location = first.headers.get("location")
+    assert needed.code and location
+    return token, needed.code, location
+
+
+def form_token(page: httpx.Response) -> str:
+    found = re.search(r"name='csrf' value='([0-9a-f]+)'", page.text)
+    assert found is not None, page.text
+    return found.group(1)
+
+
+def test_resource_managed_routes_need_a_sign_in_hook(keys: Keys) -> None:
+    managed = (Route(path="/whoami", mode=AccessMode.RESOURCE_MANAGED),)
+    common: dict[str, Any] = {"issuer": RS, "signer": keys.resource, "keys": keys.resolver}
+    with pytest.raises(ValueError, match="person hook"):
+        AAuthResource.build(routes=managed, **common)
+    with pytest.raises(ValueError, match="exclude"):
+        AAuthResource.build(
+            routes=managed,
+            person=header_person,
+            allow_unauthenticated_interaction=True,
+            **common,
+        )
+    for elsewhere in ("https://evil.aauth.test/login", "//evil.aauth.test/login", "login"):
+        with pytest.raises(ValueError, match="login_url"):
+            AAuthResource.build(routes=managed, person=header_person, login_url=elsewhere, **common)
+    # no resource-managed route: nothing to decide, no hook needed
+    assert AAuthResource.build(routes=ROUTES[:1], **common).person is None
+
+
+def test_the_unsafe_mode_is_said_once_at_construction(keys: Keys) -> None:
+    managed = (Route(path="/whoami", mode=AccessMode.RESOURCE_MANAGED),)
+    with structlog.testing.capture_logs() as logs:
+        AAuthResource.build(
+            issuer=RS,
+            signer=keys.resource,
+            keys=keys.resolver,
+            routes=managed,
+            allow_unauthenticated_interaction=True,
+        )
+    warned = [e for e in logs if e["event"] == "aauth.io.resource.unauthenticated_interaction"]
+    assert len(warned) == 1 and warned[0]["log_level"] == "warning"
+
+
+def test_without_a_person_the_page_answers_401_or_sends_to_the_login(
+    http: httpx.Client, keys: Keys, browser: httpx.Client
+) -> None:
+    _, code, location = managed_call(http, keys, RS)
+    shown = browser.get(f"{RS}/interaction", params={"code": code})
+    assert shown.status_code == 401 and "Sign in" in shown.text
+    assert code not in shown.text
+    posted = browser.post(
+        f"{RS}/interaction", data={"code": code, "decision": "approve"}, headers={"Origin": RS}
+    )
+    assert posted.status_code == 401
+    assert send(http, signed("GET", location, keys.agent_token(), keys.agent)).status == 202
+    _, code, _ = managed_call(http, keys, FED)
+    sent = browser.get(f"{FED}/interaction", params={"code": code})
+    assert sent.status_code == 303
+    back = quote(f"/interaction?code={code}", safe="")
+    assert sent.headers["location"] == f"/signin?from=aauth&next={back}"
+    managed_call(http, keys, RS)  # the page kept serving: a new call still gets its code
+
+
+def test_a_signed_in_person_decides_with_the_page_token(
+    http: httpx.Client, keys: Keys, browser: httpx.Client
+) -> None:
+    token, code, location = managed_call(http, keys, RS)
+    alice = {"X-Test-Person": "alice"}
+    page = browser.get(f"{RS}/interaction", params={"code": code}, headers=alice)
+    assert page.status_code == 200
+    assert str(AGENT) in page.text and "https://ap.aauth.test" in page.text and RS in page.text
+    assert "Signed in as <strong>alice</strong>" in page.text
+    assert BROWSER_COOKIE in page.headers["set-cookie"]
+    csrf = form_token(page)
+    form = {"code": code, "decision": "approve", "csrf": csrf}
+    # the token is the person's: another person (same browser) cannot post it
+    as_bob = browser.post(
+        f"{RS}/interaction", data=form, headers={"X-Test-Person": "bob", "Origin": RS}
+    )
+    assert as_bob.status_code == 404  # and to Bob the claimed request is an unknown code
+    missing = browser.post(
+        f"{RS}/interaction", data={**form, "csrf": ""}, headers={**alice, "Origin": RS}
+    )
+    assert missing.status_code == 403
+    with structlog.testing.capture_logs() as logs:
+        done = browser.post(f"{RS}/interaction", data=form, headers={**alice, "Origin": RS})
+    assert done.status_code == 200 and "Approved" in done.text
+    decided = [e for e in logs if e["event"] == "aauth.io.resource.interaction_decided"]
+    assert decided and decided[0]["person"] == "alice" and decided[0]["approved"] is True
+    assert all(code not in json.dumps(e, default=str) for e in logs)
+    answer = send(http, signed("GET", location, token, keys.agent))
+    assert answer.status == 200 and answer.headers.get("aauth-access")
+    managed_call(http, keys, RS)  # the page kept serving: a new call still gets its code
+
+
+def test_six_wrong_codes_are_429(http: httpx.Client, keys: Keys, browser: httpx.Client) -> None:
+    _, code, _ = managed_call(http, keys, RS)
+    eve = {"X-Test-Person": "eve"}
+    for n in range(5):
+        wrong = browser.get(f"{RS}/interaction", params={"code": f"AAAA-AAA{n}"}, headers=eve)
+        assert wrong.status_code == 404 and "Unknown or expired code." in wrong.text
+    assert browser.get(f"{RS}/interaction", params={"code": code}, headers=eve).status_code == 429
+    # another person is not limited by Eve's guesses
+    carol = {"X-Test-Person": "carol"}
+    assert browser.get(f"{RS}/interaction", params={"code": code}, headers=carol).status_code == 200
+    managed_call(http, keys, RS)  # the page kept serving: a new call still gets its code
+
+
+def test_the_unsafe_mode_still_needs_the_page_token(
+    http: httpx.Client, keys: Keys, browser: httpx.Client
+) -> None:
+    token, code, location = managed_call(http, keys, CAL)
+    blind = browser.post(
+        f"{CAL}/interaction", data={"code": code, "decision": "approve"}, headers={"Origin": CAL}
+    )
+    assert blind.status_code == 403
+    page = browser.get(f"{CAL}/interaction", params={"code": code})
+    assert page.status_code == 200 and "Signed in" not in page.text
+    form = {"code": code, "decision": "approve", "csrf": form_token(page)}
+    assert browser.post(f"{CAL}/interaction", data=form, headers={"Origin": CAL}).status_code == 200
+    assert send(http, signed("GET", location, token, keys.agent)).status == 200

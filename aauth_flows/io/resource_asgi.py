@@ -11,8 +11,9 @@ own issuer, body bounded) and run through the resource machines the way
 - the authorization and revocation endpoints → their machines;
 - a pending URL → the pending machine restored from the store's snapshot, saved again
   after the step (deferred delivery serves the held call through the app the same way);
-- the interaction page → the person presents the code and decides
-  (``CodePresented`` → ``ShowConsent`` → ``UserDecided``);
+- the interaction page → a signed-in person presents the code and decides
+  (``CodePresented`` → ``ShowConsent`` → ``UserDecided``); see :class:`AAuthResource`
+  for who may (§8: the code never authorizes);
 - ``/.well-known/aauth-resource.json`` and the JWKS are served directly;
 - paths listed in :attr:`AAuthResource.public` go to the app untouched (no caller).
 
@@ -28,13 +29,14 @@ keeps serving.
 
 from __future__ import annotations
 
-import json
 import os
+import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from functools import partial
 from typing import Any, Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import anyio
 import anyio.from_thread
@@ -50,14 +52,24 @@ from aauth_core.httpsig.verify import read_signature
 from aauth_core.metadata import ResourceMetadata
 from aauth_core.signer import Signer
 from aauth_core.tokens.verify import KeyResolver
+from aauth_flows.io.forms import (
+    FailureLimiter,
+    FormError,
+    csrf_ok,
+    csrf_token,
+    local_next,
+    read_form,
+    see_other,
+)
 from aauth_flows.io.messages import error_response, from_starlette, to_starlette
 from aauth_flows.io.replay import ReplayCache, replay_key
 from aauth_flows.io.resource_caller import STATE_KEY, Caller, aauth_caller, caller_of
-from aauth_flows.io.resource_page import code_form, consent_form, outcome_page
+from aauth_flows.io.resource_page import PAGE_HEADERS, code_form, consent_form, outcome_page
 from aauth_flows.io.runner import run_machine
 from aauth_flows.machines.engine import Action, Event, Machine, Snapshot
 from aauth_flows.machines.resource import (
     RANDOM_BYTES,
+    AccessMode,
     AuthorizationEndpoint,
     CodePresented,
     DeferredDelivery,
@@ -86,6 +98,8 @@ __all__ = [
     "ResourceStore",
     "AAuthResource",
     "AAuthMiddleware",
+    "PersonHook",
+    "BROWSER_COOKIE",
 ]
 
 log = structlog.get_logger("aauth.io")
@@ -101,6 +115,15 @@ _PENDING_MACHINES: dict[str, type[PendingInteraction] | type[DeferredDelivery]] 
     "DeferredDelivery": DeferredDelivery,
 }
 _MAX_FORM = 4096
+_MAX_CODE = 64
+_MAX_CLAIMS = 10_000
+#: the interaction page's browser binding for its form tokens (``__Host-``: this origin only)
+BROWSER_COOKIE = "__Host-aauth-interaction"
+_UNKNOWN_CODE = "Unknown or expired code."
+
+#: the host application's own authentication: the signed-in person's id, or None. Called
+#: on the event loop for every request to the interaction page: it must not block.
+PersonHook = Callable[[Request], str | None]
 
 
 class ResourceStore(Protocol):
@@ -163,7 +186,25 @@ class AAuthResource:
 
     ``signers`` maps the config's ``signing_key.ref`` to the signer of resource tokens;
     ``public`` lists path prefixes the app serves without AAuth (health checks, docs);
-    every other path is a configured route or answered 404 by the resource."""
+    every other path is a configured route or answered 404 by the resource.
+
+    The interaction page (resource-managed access, or a policy that asks for interaction)
+    takes decisions from a signed-in person only (§8: the code correlates, it never
+    authorizes). ``person`` is the host application's own authentication: it returns the
+    signed-in person's id for a request, or None. Without a person the page redirects
+    (303) to ``login_url?next=<the page with its code>`` (a path on this origin), or
+    answers 401 when there is no ``login_url``. Who may decide: the first signed-in
+    person who opens the request with its code claims it; to everyone else the code is
+    "unknown or expired", like any wrong code. A person gets ``code_attempts`` wrong
+    codes per ``code_window`` seconds, then 429. The decision is posted with a form token
+    (HMAC of the person, a ``__Host-`` browser cookie and the pending request) and logged
+    with the person's id (``aauth.io.resource.interaction_decided``).
+
+    Building a resource with resource-managed routes and no ``person`` raises ValueError
+    unless ``allow_unauthenticated_interaction=True``: then anyone holding a code may
+    approve (the code becomes a bearer credential), which a warning says once at
+    construction (``aauth.io.resource.unauthenticated_interaction``); form tokens still
+    apply, and the wrong-code limit is shared by every visitor. Tests and demos only."""
 
     config: ResourceConfig
     store: ResourceStore
@@ -174,13 +215,36 @@ class AAuthResource:
     replay: ReplayCache | None = None
     public: tuple[str, ...] = ()
     max_body: int = MAX_BODY
+    person: PersonHook | None = None
+    login_url: str | None = None
+    allow_unauthenticated_interaction: bool = False
+    code_attempts: int = 5
+    code_window: int = 600
     _pending_lock: threading.Lock = field(factory=threading.Lock, init=False, repr=False)
+    _claims: dict[str, str] = field(factory=dict, init=False, repr=False)
+    _csrf_key: bytes = field(factory=lambda: secrets.token_bytes(32), init=False, repr=False)
+    _limiter: FailureLimiter = field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if str(self.metadata.issuer) != self.config.issuer:
             raise ValueError("the metadata and the config name different issuers")
         if self.config.signing_key.ref not in self.signers:
             raise ValueError(f"no signer for the resource key {self.config.signing_key.ref!r}")
+        if self.login_url is not None and local_next(self.login_url, "") != self.login_url:
+            raise ValueError("login_url must be a path on the resource's own origin")
+        self._limiter = FailureLimiter(limit=self.code_attempts, window=self.code_window)
+        if self.person is not None:
+            if self.allow_unauthenticated_interaction:
+                raise ValueError("a person hook and allow_unauthenticated_interaction exclude")
+            return
+        if self.allow_unauthenticated_interaction:
+            log.warning("aauth.io.resource.unauthenticated_interaction", issuer=self.issuer)
+        elif any(r.mode is AccessMode.RESOURCE_MANAGED for r in self.config.routes):
+            raise ValueError(
+                "resource-managed routes need a person hook (the host's sign-in) for the "
+                "interaction page; allow_unauthenticated_interaction=True lets any code "
+                "holder approve (tests and demos only)"
+            )
 
     @classmethod
     def build(
@@ -200,11 +264,17 @@ class AAuthResource:
         key_ref: str = "resource",
         store: MemoryResourceStore | None = None,
         max_body: int = MAX_BODY,
+        person: PersonHook | None = None,
+        login_url: str | None = None,
+        allow_unauthenticated_interaction: bool = False,
+        code_attempts: int = 5,
         **config: Any,
     ) -> AAuthResource:
         """A resource with the usual layout: ``/jwks``, ``/authorize``, ``/revoke``,
         ``/pending/<id>``, ``/interaction`` and an in-memory store. ``config`` passes
-        further :class:`ResourceConfig` fields (``window``, lifetimes, ...)."""
+        further :class:`ResourceConfig` fields (``window``, lifetimes, ...); ``person``,
+        ``login_url``, ``allow_unauthenticated_interaction`` and ``code_attempts`` are the
+        interaction page's (see the class)."""
         store = MemoryResourceStore() if store is None else store
         descriptions = dict(scope_descriptions or {})
         # routes and scopes go through attrs converters mypy cannot type: pass them as Any
@@ -241,6 +311,10 @@ class AAuthResource:
             replay=replay,
             public=public,
             max_body=max_body,
+            person=person,
+            login_url=login_url,
+            allow_unauthenticated_interaction=allow_unauthenticated_interaction,
+            code_attempts=code_attempts,
         )
 
     @property
@@ -358,20 +432,51 @@ class AAuthResource:
 
     # -- the interaction page --------------------------------------------------------------
 
-    def consent_context(self, code: str) -> tuple[str | None, str | None] | None:
-        """``(agent, scope)`` of the open pending request ``code`` belongs to (read only)."""
-        pending_id = self.store.pending_for_code(code)
-        snapshot = None if pending_id is None else self.store.pending(pending_id)
-        if snapshot is None or snapshot.machine != "PendingInteraction":
-            return None
-        machine = PendingInteraction.restore(snapshot, config=self.config)
-        if machine.state is not PendingState.CREATED:
-            return None
-        return (machine.data.agent, machine.data.scope)
+    def signed_in(self, request: Request) -> str | None:
+        """The person deciding on the interaction page: the hook's answer, or ``""``
+        (anyone) in the unauthenticated mode, or None (nobody signed in)."""
+        if self.person is None:
+            return "" if self.allow_unauthenticated_interaction else None
+        return self.person(request) or None
 
-    def decide(self, code: str, approved: bool) -> HttpResponse | None:
-        """The person presented ``code`` and decided: None when the decision was taken,
-        else the machine's refusal (unknown, used or expired code)."""
+    def code_blocked(self, person: str) -> bool:
+        return self._limiter.blocked(person)
+
+    def wrong_code(self, person: str) -> None:
+        self._limiter.fail(person)
+        log.info("aauth.io.resource.wrong_code", issuer=self.issuer, person=person)
+
+    def form_token(self, person: str, browser: str, pending_id: str) -> str:
+        return csrf_token(self._csrf_key, "interaction", person, browser, pending_id)
+
+    def form_token_ok(self, token: object, person: str, browser: str, pending_id: str) -> bool:
+        return csrf_ok(self._csrf_key, token, "interaction", person, browser, pending_id)
+
+    def open_request(self, code: str, person: str) -> tuple[str, str | None, str | None] | None:
+        """``(pending_id, agent, scope)`` of the open pending request ``code`` belongs to,
+        claimed for ``person`` (None: unknown, used, expired, or another person's)."""
+        pending_id = self.store.pending_for_code(code)
+        if pending_id is None:
+            return None
+        with self._pending_lock:
+            snapshot = self.store.pending(pending_id)
+            if snapshot is None or snapshot.machine != "PendingInteraction":
+                return None
+            machine = PendingInteraction.restore(snapshot, config=self.config)
+            data = machine.data
+            if machine.state is not PendingState.CREATED or data.expires_at <= self.clock():
+                return None
+            owner = self._claims.setdefault(pending_id, person)
+            if owner != person:
+                return None
+            while len(self._claims) > _MAX_CLAIMS:
+                del self._claims[next(iter(self._claims))]
+            return (pending_id, data.agent, data.scope)
+
+    def decide(self, code: str, approved: bool, *, person: str = "") -> HttpResponse | None:
+        """``person`` presented ``code`` and decided: None when the decision was taken,
+        else the machine's refusal (unknown, used or expired code). The machine's
+        :class:`UserDecided` has no person: the decision is logged with it here."""
         pending_id = self.store.pending_for_code(code)
         if pending_id is None:
             return pending_not_found()
@@ -380,9 +485,11 @@ class AAuthResource:
             if snapshot is None or snapshot.machine != "PendingInteraction":
                 return pending_not_found()
             machine = PendingInteraction.restore(snapshot, config=self.config)
+            shown: list[ShowConsent] = []
 
             def consent(action: Action) -> Event | bool | None:
                 if isinstance(action, ShowConsent):
+                    shown.append(action)
                     return UserDecided(approved=approved, at=self.clock())
                 return None
 
@@ -396,6 +503,16 @@ class AAuthResource:
                 on_action=consent,
             )
             self.store.save_pending(pending_id, machine.snapshot())
+            self._claims.pop(pending_id, None)
+        if shown:
+            log.info(
+                "aauth.io.resource.interaction_decided",
+                issuer=self.issuer,
+                person=person or None,
+                agent=shown[0].agent,
+                scope=shown[0].scope,
+                approved=approved,
+            )
         return result.response
 
 
@@ -503,41 +620,86 @@ class AAuthMiddleware:
 
     async def _interaction(self, scope: Scope, receive: Receive) -> Response:
         resource = self.resource
-        action = resource.config.interaction_url
-        if scope["method"] == "GET":
-            code = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("code", [""])[0]
-            context = (
-                await anyio.to_thread.run_sync(
-                    resource.consent_context, code, limiter=self._workers
-                )
-                if code
-                else None
-            )
-            if context is None:
-                return code_form(action, resource.issuer)
-            return consent_form(action, resource.issuer, code, context[0], context[1])
-        if scope["method"] != "POST":
+        method = scope["method"]
+        if method not in ("GET", "POST"):
             return Response(status_code=405, headers={"Allow": "GET, POST"})
-        if _cross_site(scope, resource.issuer):
-            # a decision is only taken from the page itself (no cross-site form posts)
-            return outcome_page("Not accepted", "Decide on the resource's own page.", 403)
-        request = await from_starlette(
-            Request(scope, receive), origin=resource.issuer, max_body=_MAX_FORM
+        request = Request(scope, receive)
+        form: dict[str, str] = {}
+        if method == "POST":
+            if _cross_site(scope, resource.issuer):
+                # a decision is only taken from the page itself (no cross-site form posts)
+                return outcome_page("Not accepted", "Decide on the resource's own page.", 403)
+            try:
+                form = await read_form(request, max_bytes=_MAX_FORM)
+            except FormError as err:
+                return outcome_page("Bad request", err.detail, err.status)
+            code = form.get("code", "")
+        else:
+            code = request.query_params.get("code", "")
+        code = code.strip()[:_MAX_CODE]
+        person = resource.signed_in(request)
+        if person is None:
+            return self._sign_in(code)
+        page = resource.interaction_path or "/"
+        if not code:
+            return code_form(page, resource.issuer, person=person)
+        if method == "POST" and "decision" not in form:
+            return see_other(f"{page}?code={quote(code, safe='')}", PAGE_HEADERS)
+        if resource.code_blocked(person):
+            return outcome_page("Too many codes", "Too many wrong codes: try again later.", 429)
+        found = await anyio.to_thread.run_sync(
+            resource.open_request, code, person, limiter=self._workers
         )
-        form = parse_qs(request.body.decode("utf-8", "replace"))
-        code = form.get("code", [""])[0]
-        decision = form.get("decision", [""])[0]
-        if not code or decision not in ("approve", "deny"):
-            return outcome_page("Bad request", "A code and a decision are required.", 400)
+        if found is None:
+            resource.wrong_code(person)
+            return code_form(page, resource.issuer, person=person, error=_UNKNOWN_CODE, status=404)
+        pending_id, agent, scope_asked = found
+        browser = request.cookies.get(BROWSER_COOKIE, "")
+        if method == "GET":
+            fresh = not (16 <= len(browser) <= 64)
+            if fresh:
+                browser = secrets.token_urlsafe(24)
+            shown = consent_form(
+                page,
+                resource.issuer,
+                code=code,
+                csrf=resource.form_token(person, browser, pending_id),
+                person=person,
+                agent=agent,
+                scope=scope_asked,
+                descriptions=resource.metadata.scope_descriptions,
+            )
+            if fresh:
+                shown.set_cookie(
+                    BROWSER_COOKIE, browser, path="/", secure=True, httponly=True, samesite="lax"
+                )
+            return shown
+        decision = form.get("decision")
+        if decision not in ("approve", "deny"):
+            return outcome_page("Bad request", "Choose Approve or Deny.", 400)
+        if not browser or not resource.form_token_ok(form.get("csrf"), person, browser, pending_id):
+            return outcome_page("Form expired", "Reload the page and try again.", 403)
         refused = await anyio.to_thread.run_sync(
-            resource.decide, code, decision == "approve", limiter=self._workers
+            partial(resource.decide, code, decision == "approve", person=person),
+            limiter=self._workers,
         )
-        if refused is not None:
-            detail = _problem_detail(refused)
-            return outcome_page("Not accepted", detail, refused.status)
+        if refused is not None:  # decided or expired in between: same answer as a wrong code
+            return outcome_page("Not accepted", _UNKNOWN_CODE, 404)
         if decision == "approve":
             return outcome_page("Approved", "You can return to your agent.")
         return outcome_page("Denied", "The agent's request was denied.")
+
+    def _sign_in(self, code: str) -> Response:
+        resource = self.resource
+        if resource.person is None:  # neither a hook nor the unsafe mode: a policy sent us
+            log.error("aauth.io.resource.interaction_without_sign_in", issuer=resource.issuer)
+            return outcome_page("Unavailable", "This resource cannot take decisions here.", 503)
+        page = resource.interaction_path or "/"
+        target = f"{page}?code={quote(code, safe='')}" if code else page
+        if resource.login_url is None:
+            return outcome_page("Sign in first", f"Sign in to {resource.issuer} first.", 401)
+        glue = "&" if "?" in resource.login_url else "?"
+        return see_other(f"{resource.login_url}{glue}next={quote(target, safe='')}", PAGE_HEADERS)
 
 
 def _cross_site(scope: Scope, issuer: str) -> bool:
@@ -546,12 +708,3 @@ def _cross_site(scope: Scope, issuer: str) -> bool:
     if origin is not None and origin.decode("latin-1") != issuer:
         return True
     return headers.get(b"sec-fetch-site") in (b"cross-site", b"same-site")
-
-
-def _problem_detail(response: HttpResponse) -> str:
-    try:
-        body = json.loads(response.body)
-    except ValueError:
-        return "The code was not accepted."
-    detail = body.get("detail") if isinstance(body, dict) else None
-    return detail if isinstance(detail, str) else "The code was not accepted."
