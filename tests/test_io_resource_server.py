@@ -6,17 +6,19 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote
 
 import httpx
 import pytest
-from live import dev_tls, serve
+import structlog.testing
+from live import dev_tls, policy, serve
 from signing_helpers import generated_ed25519
 from test_io_resource_asgi import AP, PS, Keys, fresh_created, problem, requirement, signed
 
 from aauth_core.headers.access import AAUTH_ACCESS
+from aauth_core.headers.requirement import Requirement
 from aauth_core.http import HttpRequest, HttpResponse
 from aauth_core.requests import sign_aauth_request
 from aauth_core.tokens import (
@@ -35,7 +37,8 @@ from aauth_flows.io import egress
 from aauth_flows.io.egress import EgressPolicy
 from aauth_flows.io.messages import send
 from aauth_flows.io.servers.context import ServerContext
-from aauth_flows.io.servers.resource import Api, ResourceSettings, build_app
+from aauth_flows.io.servers.ps_settings import hash_password, verify_password
+from aauth_flows.io.servers.resource import COOKIE, Api, ResourceSettings, build_app
 
 CAL = "https://calendar.aauth.test"
 FED = "https://fed.aauth.test"
@@ -73,11 +76,17 @@ class Parties(Keys):
         return mint_token(claims, self.ps if iss == PS else self.access)
 
 
-SETTINGS = {
+PEOPLE = {"alice": "alice's password", "bob": "bob's password", "mallory": "mallory's password"}
+SETTINGS: dict[str, Any] = {
     "identities": [
         {"issuer": CAL},
         {"issuer": FED, "api": "team", "access_server": AS},
-    ]
+    ],
+    "people": [
+        {"id": "alice", "password_hash": hash_password(PEOPLE["alice"])},
+        {"id": "bob", "password": PEOPLE["bob"]},
+        {"id": "mallory", "password": PEOPLE["mallory"]},
+    ],
 }
 
 
@@ -86,18 +95,21 @@ def parties() -> Parties:
     return Parties()
 
 
+def context_for(parties: Parties, http: httpx.Client) -> ServerContext:
+    return ServerContext(
+        issuer=CAL,
+        signer=parties.resource,
+        key_ref="software:calendar",
+        egress=EgressPolicy(),
+        http=http,
+        keys=parties.resolver,
+    )
+
+
 @pytest.fixture(scope="module")
-def http(parties: Parties) -> Iterator[httpx.Client]:
+def world(parties: Parties) -> Iterator[tuple[httpx.Client, EgressPolicy]]:
     with egress.client(EgressPolicy()) as unused:
-        context = ServerContext(
-            issuer=CAL,
-            signer=parties.resource,
-            key_ref="software:calendar",
-            egress=EgressPolicy(),
-            http=unused,
-            keys=parties.resolver,
-        )
-        app = build_app(context, ResourceSettings.from_toml(SETTINGS))
+        app = build_app(context_for(parties, unused), ResourceSettings.from_toml(SETTINGS))
         # ONE server; both names lead to its port
         with serve({"calendar.aauth.test": app}) as servers:
             port = servers["calendar.aauth.test"].port
@@ -105,7 +117,71 @@ def http(parties: Parties) -> Iterator[httpx.Client]:
             names["other.aauth.test"] = ("127.0.0.1", port)
             policy = EgressPolicy(allow_private=True, connect_to=names, ca_file=dev_tls().ca_file)
             with egress.client(policy) as client:
-                yield client
+                yield client, policy
+
+
+@pytest.fixture
+def http(world: tuple[httpx.Client, EgressPolicy]) -> httpx.Client:
+    return world[0]
+
+
+@pytest.fixture
+def browsers(world: tuple[httpx.Client, EgressPolicy]) -> Iterator[Callable[[], httpx.Client]]:
+    """New browsers (each its own cookie jar), closed after the test."""
+    opened: list[httpx.Client] = []
+
+    def new() -> httpx.Client:
+        opened.append(egress.client(world[1]))
+        return opened[-1]
+
+    yield new
+    for client in opened:
+        client.close()
+
+
+def alive(http: httpx.Client, parties: Parties) -> None:
+    """The server still answers a good call after whatever the test threw at it."""
+    answer = send(http, signed("GET", f"{CAL}/whoami", parties.agent_token(), parties.agent))
+    assert answer.status == 200, answer
+
+
+def hidden(page: httpx.Response, name: str) -> str:
+    found = re.search(rf"name='{name}' value='([^']*)'", page.text)
+    assert found is not None, page.text
+    return found.group(1)
+
+
+def log_in(browser: httpx.Client, person: str, *, next_url: str = "/interaction") -> httpx.Response:
+    """Sign in at the calendar's /login as a person would (the form, its nonce cookie)."""
+    form = browser.get(f"{CAL}/login", params={"next": next_url})
+    assert form.status_code == 200
+    data = {
+        "person": person,
+        "password": PEOPLE[person],
+        "nonce": hidden(form, "nonce"),
+        "next": hidden(form, "next"),
+    }
+    return browser.post(f"{CAL}/login", data=data)
+
+
+def ask_availability(http: httpx.Client, parties: Parties) -> tuple[str, Requirement, str]:
+    """The agent's first call: 202 interaction. (agent token, requirement, pending URL)"""
+    token = parties.agent_token()
+    first = send(http, signed("GET", f"{CAL}/availability", token, parties.agent))
+    assert first.status == 202
+    location = first.headers.get("location")
+    assert location is not None and location.startswith(f"{CAL}/pending/")
+    needed = requirement(first)
+    assert needed.requirement == "interaction"
+    assert needed.url == f"{CAL}/interaction" and needed.code
+    return token, needed, location
+
+
+def decide(browser: httpx.Client, code: str, decision: str, csrf: str | None) -> httpx.Response:
+    data = {"code": code, "decision": decision}
+    if csrf is not None:
+        data["csrf"] = csrf
+    return browser.post(f"{CAL}/interaction", data=data, headers={"Origin": CAL})
 
 
 def get(http: httpx.Client, url: str) -> HttpResponse:
@@ -123,6 +199,10 @@ def test_settings_from_toml() -> None:
     assert settings.identities[0].access_server is None
     assert not settings.replay
     assert settings.max_body == 1024
+    assert sorted(settings.people) == ["alice", "bob", "mallory"]
+    # a plain password is hashed on load and never kept
+    assert verify_password(settings.people["bob"], PEOPLE["bob"])
+    assert PEOPLE["bob"] not in repr(settings)
     assert ResourceSettings.from_toml({}).identities == ()
 
 
@@ -138,11 +218,34 @@ def test_settings_from_toml() -> None:
         ({"identities": {"issuer": CAL}}, "array of tables"),
         ({"replay": "yes"}, "replay"),
         ({"max_body": 0}, "max_body"),
+        ({"people": {"id": "alice"}}, "array of tables"),
+        ({"people": [{"id": "alice"}]}, "password_hash"),
+        ({"people": [{"id": "", "password": "x"}]}, "short string"),
+        ({"people": [{"id": "alice", "password_hash": "md5$x"}]}, "scrypt"),
+        ({"people": [{"id": "a", "password": "x"}, {"id": "a", "password": "y"}]}, "twice"),
+        ({"people": [{"id": "alice", "password": "x", "role": "admin"}]}, "unknown"),
+        ({"session_lifetime": 5}, "session_lifetime"),
     ],
 )
 def test_bad_settings_say_what_is_wrong(section: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ResourceSettings.from_toml(section)
+
+
+def test_a_calendar_without_people_approves_nothing(parties: Parties) -> None:
+    with egress.client(EgressPolicy()) as unused, structlog.testing.capture_logs() as logs:
+        app = build_app(context_for(parties, unused), ResourceSettings.from_toml({}))
+    assert any(e["event"] == "aauth.io.resource.no_people" for e in logs)
+    with serve({"calendar.aauth.test": app}) as servers, egress.client(policy(servers)) as http:
+        _, needed, location = ask_availability(http, parties)
+        shown = http.get(needed.interaction_target())
+        assert shown.status_code == 401
+        form = {"code": needed.code, "decision": "approve"}
+        posted = http.post(needed.url or "", data=form, headers={"Origin": CAL})
+        assert posted.status_code == 401
+        assert http.get(f"{CAL}/login").status_code == 404  # no sign-in to offer
+        poll = send(http, signed("GET", location, parties.agent_token(), parties.agent))
+        assert poll.status == 202
 
 
 # -- identities by host ----------------------------------------------------------------------
@@ -173,31 +276,104 @@ def test_unknown_host_is_404_problem(http: httpx.Client) -> None:
 # -- resource-managed access: the interaction page and the pending URL -----------------------
 
 
-def test_resource_managed_availability_end_to_end(http: httpx.Client, parties: Parties) -> None:
-    token = parties.agent_token()
-    first = send(http, signed("GET", f"{CAL}/availability", token, parties.agent))
-    assert first.status == 202
-    location = first.headers.get("location")
-    assert location is not None and location.startswith(f"{CAL}/pending/")
-    needed = requirement(first)
-    assert needed.requirement == "interaction"
-    assert needed.url == f"{CAL}/interaction" and needed.code
-    # still pending while nobody approved
-    poll = send(http, signed("GET", location, token, parties.agent))
-    assert poll.status == 202
-    # Alice opens the page: she sees who asks, for what; nothing is consumed yet
-    page = get(http, needed.interaction_target())
-    assert page.status == 200
-    assert "aauth:assistant@ap.aauth.test" in page.body.decode()
-    assert "calendar.availability" in page.body.decode()
+def test_the_page_without_a_session_sends_the_person_to_sign_in(
+    http: httpx.Client, parties: Parties, browsers: Callable[[], httpx.Client]
+) -> None:
+    _, needed, location = ask_availability(http, parties)
+    browser = browsers()
+    shown = browser.get(needed.interaction_target())
+    assert shown.status_code == 303
+    target = f"/interaction?code={quote(needed.code or '', safe='')}"
+    assert shown.headers["location"] == f"/login?next={quote(target, safe='')}"
+    # deciding without a session does not decide either
+    posted = decide(browser, needed.code or "", "approve", None)
+    assert posted.status_code == 303 and posted.headers["location"].startswith("/login?next=")
+    assert send(http, signed("GET", location, parties.agent_token(), parties.agent)).status == 202
+    # the login form: a wrong password, a post without the form's own cookie
+    assert log_in(browser, "alice").status_code == 303
+    stranger = browsers()
+    form = stranger.get(f"{CAL}/login")
+    wrong = stranger.post(
+        f"{CAL}/login",
+        data={"person": "alice", "password": "guess", "nonce": hidden(form, "nonce")},
+    )
+    assert wrong.status_code == 401 and COOKIE not in wrong.cookies
+    forged = browsers().post(
+        f"{CAL}/login", data={"person": "alice", "password": PEOPLE["alice"], "nonce": "x" * 32}
+    )
+    assert forged.status_code == 403
+    bad = browsers().post(f"{CAL}/login", content=b"{}", headers={"Content-Type": "text/plain"})
+    assert bad.status_code == 415
+    # where a login returns to is a path on this host, never another site
+    elsewhere = log_in(browsers(), "bob", next_url="//evil.aauth.test/x")
+    assert elsewhere.status_code == 303 and elsewhere.headers["location"] == "/interaction"
+    alive(http, parties)
+
+
+def test_session_cookie_is_host_only_secure_httponly_lax(
+    browsers: Callable[[], httpx.Client],
+) -> None:
+    done = log_in(browsers(), "alice")
+    assert done.status_code == 303
+    cookie = next(
+        v for k, v in done.headers.multi_items() if k == "set-cookie" and v.startswith(COOKIE)
+    )
+    flags = {part.strip().lower() for part in cookie.split(";")}
+    assert {"secure", "httponly", "samesite=lax", "path=/"} <= flags
+    assert not any(flag.startswith("domain") for flag in flags)
+
+
+def test_resource_managed_availability_end_to_end(
+    http: httpx.Client, parties: Parties, browsers: Callable[[], httpx.Client]
+) -> None:
+    token, needed, location = ask_availability(http, parties)
+    # Alice opens the page the agent showed, signs in, and lands back on it
+    alice = browsers()
+    to_login = alice.get(needed.interaction_target())
+    assert to_login.status_code == 303
+    login_page = alice.get(f"{CAL}{to_login.headers['location']}")
+    back = alice.post(
+        f"{CAL}/login",
+        data={
+            "person": "alice",
+            "password": PEOPLE["alice"],
+            "nonce": hidden(login_page, "nonce"),
+            "next": hidden(login_page, "next"),
+        },
+    )
+    assert back.status_code == 303
+    assert back.headers["location"] == f"/interaction?code={quote(needed.code or '', safe='')}"
+    page = alice.get(f"{CAL}{back.headers['location']}")
+    # she sees the full context: who asks, its provider, which resource, what for, as whom
+    assert page.status_code == 200
+    text = page.text
+    for shown in (
+        "aauth:assistant@ap.aauth.test",
+        "https://ap.aauth.test",
+        CAL,
+        "calendar.availability",
+        "See when you are free",
+        "Signed in as <strong>alice</strong>",
+    ):
+        assert shown in text, shown
     assert page.headers.get("cache-control") == "no-store"
-    form = urlencode({"code": needed.code, "decision": "approve"}).encode()
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
-    decided = send(http, HttpRequest(method="POST", url=needed.url, headers=headers, body=form))
-    assert decided.status == 200
-    assert "Approved" in decided.body.decode()
-    again = send(http, HttpRequest(method="POST", url=needed.url, headers=headers, body=form))
-    assert again.status in (404, 410)  # the code was single-use
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    csrf = hidden(page, "csrf")
+    code = needed.code or ""
+    # a decision without the form's token, or with a made-up one, is refused
+    assert decide(alice, code, "approve", None).status_code == 403
+    assert decide(alice, code, "approve", "0" * 64).status_code == 403
+    # the token is bound to this browser: Alice signed in elsewhere cannot replay it
+    elsewhere = browsers()
+    assert log_in(elsewhere, "alice").status_code == 303
+    assert decide(elsewhere, code, "approve", csrf).status_code == 403
+    # ... and none of that consumed the code or decided anything
+    assert send(http, signed("GET", location, token, parties.agent)).status == 202
+    alive(http, parties)
+    decided = decide(alice, code, "approve", csrf)
+    assert decided.status_code == 200 and "Approved" in decided.text
+    again = decide(alice, code, "approve", csrf)
+    assert again.status_code == 404 and "Unknown or expired code." in again.text
     # the agent's next poll gets the held call's answer and its session token
     done = send(http, signed("GET", location, token, parties.agent))
     assert done.status == 200
@@ -227,37 +403,86 @@ def test_resource_managed_availability_end_to_end(http: httpx.Client, parties: P
     assert json.loads(direct.body)["free"]
 
 
-def test_interaction_page_refuses_a_wrong_code_and_denies(
-    http: httpx.Client, parties: Parties
+def test_the_person_who_opened_a_request_is_the_one_who_decides(
+    http: httpx.Client, parties: Parties, browsers: Callable[[], httpx.Client]
 ) -> None:
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
-    wrong = urlencode({"code": "ZZZZ-ZZZZ", "decision": "approve"}).encode()
-    answer = send(
-        http, HttpRequest(method="POST", url=f"{CAL}/interaction", headers=headers, body=wrong)
+    token, needed, location = ask_availability(http, parties)
+    code = needed.code or ""
+    alice, bob = browsers(), browsers()
+    assert log_in(alice, "alice").status_code == 303
+    assert log_in(bob, "bob").status_code == 303
+    csrf = hidden(alice.get(needed.interaction_target()), "csrf")
+    # to Bob, a request Alice opened is like any wrong code
+    theirs = bob.get(needed.interaction_target())
+    assert theirs.status_code == 404 and "Unknown or expired code." in theirs.text
+    assert "aauth:assistant" not in theirs.text
+    assert decide(bob, code, "approve", csrf).status_code == 404
+    assert send(http, signed("GET", location, token, parties.agent)).status == 202
+    # a cross-site post is refused before anything is read
+    forged = alice.post(
+        f"{CAL}/interaction",
+        data={"code": code, "decision": "approve", "csrf": csrf},
+        headers={"Origin": "https://evil.aauth.test"},
     )
-    assert answer.status == 404
-    cross = {**headers, "Origin": "https://evil.aauth.test"}
-    forged = send(
-        http, HttpRequest(method="POST", url=f"{CAL}/interaction", headers=cross, body=wrong)
+    assert forged.status_code == 403
+    site = alice.post(
+        f"{CAL}/interaction",
+        data={"code": code, "decision": "approve", "csrf": csrf},
+        headers={"Sec-Fetch-Site": "cross-site"},
     )
-    assert forged.status == 403
-    blank = get(http, f"{CAL}/interaction?code=%3Cscript%3E")
-    assert blank.status == 200 and "<script>" not in blank.body.decode()
-    token = parties.agent_token()
-    first = send(http, signed("GET", f"{CAL}/availability", token, parties.agent))
-    needed = requirement(first)
-    approve = urlencode({"code": needed.code, "decision": "approve"}).encode()
-    site = {**headers, "Sec-Fetch-Site": "cross-site"}
-    csrf = send(http, HttpRequest(method="POST", url=needed.url, headers=site, body=approve))
-    assert csrf.status == 403  # refused, and the code is still good for the real page
-    deny = urlencode({"code": needed.code, "decision": "deny"}).encode()
-    denied = send(http, HttpRequest(method="POST", url=needed.url, headers=headers, body=deny))
-    assert denied.status == 200 and "Denied" in denied.body.decode()
-    location = first.headers.get("location")
-    assert location is not None
+    assert site.status_code == 403
+    denied = decide(alice, code, "deny", csrf)
+    assert denied.status_code == 200 and "Denied" in denied.text
     poll = send(http, signed("GET", location, token, parties.agent))
     assert poll.status == 403
     assert problem(poll)["error"] == "denied"
+    alive(http, parties)
+
+
+def test_the_code_form_and_a_code_typed_in_it(
+    http: httpx.Client, parties: Parties, browsers: Callable[[], httpx.Client]
+) -> None:
+    _, needed, _ = ask_availability(http, parties)
+    alice = browsers()
+    assert log_in(alice, "alice").status_code == 303
+    blank = alice.get(f"{CAL}/interaction")
+    assert blank.status_code == 200 and "method='get'" in blank.text
+    # a code posted without a decision only opens its page (nothing decided)
+    typed = alice.post(f"{CAL}/interaction", data={"code": needed.code}, headers={"Origin": CAL})
+    assert typed.status_code == 303
+    page = alice.get(f"{CAL}{typed.headers['location']}")
+    assert page.status_code == 200 and "calendar.availability" in page.text
+    hostile = alice.get(f"{CAL}/interaction", params={"code": "<script>"})
+    assert hostile.status_code == 404 and "<script>" not in hostile.text
+    assert alice.put(f"{CAL}/interaction").status_code == 405
+
+
+def test_wrong_codes_are_limited_per_person(
+    http: httpx.Client, parties: Parties, browsers: Callable[[], httpx.Client]
+) -> None:
+    _, needed, location = ask_availability(http, parties)
+    mallory = browsers()
+    assert log_in(mallory, "mallory").status_code == 303
+    for n in range(5):
+        guess = mallory.get(f"{CAL}/interaction", params={"code": f"ZZZZ-ZZZ{n}"})
+        assert guess.status_code == 404
+        assert "Unknown or expired code." in guess.text
+        alive(http, parties)
+    limited = mallory.get(f"{CAL}/interaction", params={"code": "ZZZZ-ZZZZ"})
+    assert limited.status_code == 429
+    # even the right code is refused to her now, and posting does not help
+    assert mallory.get(needed.interaction_target()).status_code == 429
+    assert decide(mallory, needed.code or "", "approve", "0" * 64).status_code == 429
+    # in a new session she is still the same person
+    again = browsers()
+    assert log_in(again, "mallory").status_code == 303
+    assert again.get(needed.interaction_target()).status_code == 429
+    # someone else is not limited by her guesses, and the request is still open
+    bob = browsers()
+    assert log_in(bob, "bob").status_code == 303
+    assert bob.get(needed.interaction_target()).status_code == 200
+    assert send(http, signed("GET", location, parties.agent_token(), parties.agent)).status == 202
+    alive(http, parties)
 
 
 # -- auth tokens: the calendar (three-party) and fed (four-party) ---------------------------

@@ -137,7 +137,9 @@ class Demo:
         self.quiet_http = egress.client(policy)  # discovery and the AP: not the agent's calls
         self.browser_http = egress.client(policy)
         self.browser = Browser(
-            self.browser_http, logins={PS: PERSON}, report=lambda t: self.trace.say(f"    {t}")
+            self.browser_http,
+            logins={PS: PERSON, CALENDAR: PERSON},
+            report=lambda t: self.trace.say(f"    {t}"),
         )
         self.discovery = Discovery(self.quiet_http)
         self.key = agent

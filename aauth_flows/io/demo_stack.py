@@ -202,6 +202,8 @@ class Stack:
                     {"issuer": FED, "api": "team", "access_server": AS},
                 ]
             },
+            # the person signs in at the calendar too before she approves on its own page
+            "[[resource.people]]": {"entries": [{"id": PERSON[0], "password": PERSON[1]}]},
         }
 
     # -- processes --------------------------------------------------------------------------

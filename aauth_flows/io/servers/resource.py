@@ -17,10 +17,20 @@ The calendar API (``api = "calendar"``)::
                         fetches the auth token; the held call runs once it comes)
 
 ``api = "team"`` (the federated one): ``GET /whoami`` and ``GET /team/events``
-(calendar.read). Configuration (the ``[resource]`` section)::
+(calendar.read).
+
+People sign in at ``/login`` (each host its own ``__Host-`` session cookie) before they
+decide on the interaction page (§8: the code never authorizes); any signed-in person may
+decide a request whose code she holds, and the first to open it claims it (see
+:class:`~aauth_flows.io.resource_asgi.AAuthResource`). Configuration (the ``[resource]``
+section)::
 
     replay = true                 # refuse a signed request seen inside the window
     max_body = 65536
+    session_lifetime = 28800
+    [[resource.people]]           # without people, nobody can approve resource-managed access
+    id = "alice"
+    password_hash = "scrypt$…"    # or password = "…" (hashed on load: demos only)
     [[resource.identities]]
     issuer = "https://calendar.aauth.test"
     [[resource.identities]]
@@ -33,10 +43,11 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+import structlog
 from attrs import field, frozen
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -46,11 +57,14 @@ from starlette.routing import Route as WebRoute
 
 from aauth_core.errors import AAuthError
 from aauth_core.identifiers import ServerId
+from aauth_flows.io.forms import MemorySessionStore, PasswordLogin
 from aauth_flows.io.messages import error_response
 from aauth_flows.io.replay import MemoryReplayCache
 from aauth_flows.io.resource_asgi import AAuthMiddleware, AAuthResource
 from aauth_flows.io.resource_caller import Caller, caller_of
+from aauth_flows.io.resource_page import PAGE_HEADERS, login_page, outcome_page
 from aauth_flows.io.servers.context import ServerContext
+from aauth_flows.io.servers.ps_settings import hash_password, verify_password
 from aauth_flows.machines.resource import AccessMode, Route
 from aauth_flows.machines.wire import MAX_BODY
 
@@ -63,8 +77,12 @@ __all__ = [
     "SCOPE_DESCRIPTIONS",
     "Calendar",
     "build_resource",
+    "sign_in",
     "build_app",
 ]
+
+
+log = structlog.get_logger("aauth.io")
 
 
 class Api(enum.StrEnum):
@@ -98,6 +116,10 @@ SCOPE_DESCRIPTIONS: Mapping[str, str] = {
 }
 _API_ROUTES = {Api.CALENDAR: CALENDAR_ROUTES, Api.TEAM: TEAM_ROUTES}
 _MAX_EVENTS = 1000
+#: ``__Host-``: Secure, Path=/, no Domain: each resource host has its own session
+COOKIE = "__Host-aauth-resource"
+LOGIN_COOKIE = "__Host-aauth-resource-login"
+_PUBLIC = ("/login",)
 
 
 def _check_issuer(_inst: object, _attr: object, value: str) -> None:
@@ -141,10 +163,14 @@ class ResourceSettings:
     identities: tuple[IdentitySettings, ...] = ()
     replay: bool = True
     max_body: int = MAX_BODY
+    #: who may sign in to decide on the interaction page: id → scrypt hash
+    people: Mapping[str, str] = field(factory=dict, repr=False)
+    session_lifetime: int = 8 * 3600
 
     @classmethod
     def from_toml(cls, section: Mapping[str, Any]) -> ResourceSettings:
-        table = _table(dict(section), "[resource]", frozenset({"identities", "replay", "max_body"}))
+        known = frozenset({"identities", "replay", "max_body", "people", "session_lifetime"})
+        table = _table(dict(section), "[resource]", known)
         replay = table.get("replay", True)
         if not isinstance(replay, bool):
             raise ValueError("[resource] replay must be true or false")
@@ -172,7 +198,44 @@ class ResourceSettings:
         hosts = [identity.host for identity in identities]
         if len(set(hosts)) != len(hosts):
             raise ValueError("[resource] two identities share a host name")
-        return cls(identities=tuple(identities), replay=replay, max_body=max_body)
+        lifetime = table.get("session_lifetime", 8 * 3600)
+        if isinstance(lifetime, bool) or not isinstance(lifetime, int) or not lifetime >= 60:
+            raise ValueError("[resource] session_lifetime must be an integer >= 60 (seconds)")
+        return cls(
+            identities=tuple(identities),
+            replay=replay,
+            max_body=max_body,
+            people=_people(table.get("people", [])),
+            session_lifetime=lifetime,
+        )
+
+
+def _people(entries: object) -> dict[str, str]:
+    """``[[resource.people]]``: ``id`` and ``password_hash`` (or ``password``, hashed here)."""
+    if not isinstance(entries, list):
+        raise ValueError("[resource] people must be an array of tables")
+    people: dict[str, str] = {}
+    for n, item in enumerate(entries):
+        what = f"[[resource.people]] #{n + 1}"
+        entry = _table(item, what, frozenset({"id", "password", "password_hash"}))
+        person = entry.get("id")
+        if not isinstance(person, str) or not person or len(person) > 64:
+            raise ValueError(f"{what}: id must be a short string")
+        if not person.isprintable():
+            raise ValueError(f"{what}: id must be printable")
+        encoded = entry.get("password_hash")
+        if encoded is None and isinstance(entry.get("password"), str):
+            encoded = hash_password(entry["password"])
+        if not isinstance(encoded, str):
+            raise ValueError(f"{what}: password_hash (or password) is required")
+        try:
+            verify_password(encoded, "")  # the hash must be one verify_password reads
+        except ValueError as err:
+            raise ValueError(f"{what}: {err}") from err
+        if person in people:
+            raise ValueError(f"{what}: person {person!r} is listed twice")
+        people[person] = encoded
+    return people
 
 
 # -- the calendar --------------------------------------------------------------------------
@@ -219,8 +282,9 @@ def _text(body: Mapping[str, Any], name: str, limit: int) -> str | None:
     return value if isinstance(value, str) and 0 < len(value) <= limit else None
 
 
-def calendar_app(api: Api, calendar: Calendar) -> Starlette:
-    """The application behind the middleware (it only ever sees verified callers)."""
+def calendar_app(api: Api, calendar: Calendar, login: PasswordLogin | None = None) -> Starlette:
+    """The application behind the middleware (it only ever sees verified callers, but for
+    the public ``/login``)."""
 
     async def whoami(request: Request) -> Response:
         return JSONResponse(_caller(request).to_dict())
@@ -275,13 +339,55 @@ def calendar_app(api: Api, calendar: Calendar) -> Starlette:
             WebRoute("/events/share", share, methods=["POST"]),
             WebRoute("/events", events, methods=["GET", "POST"]),
         ]
+    if login is not None:
+        routes += [
+            WebRoute("/login", login.show, methods=["GET"]),
+            WebRoute("/login", _form_errors(login.submit), methods=["POST"]),
+        ]
     return Starlette(routes=routes)
 
 
+def _form_errors(handler: Callable[[Request], Awaitable[Response]]) -> Callable[..., Any]:
+    """A bad form is a plain error page, not a traceback."""
+
+    async def run(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except AAuthError as err:
+            return outcome_page("Bad request", err.detail, err.status)
+
+    return run
+
+
+def _nobody(_request: Request) -> None:
+    return None
+
+
+def sign_in(settings: ResourceSettings) -> PasswordLogin:
+    """One host's ``/login`` (its own sessions; the configured people)."""
+    return PasswordLogin(
+        people=settings.people,
+        sessions=MemorySessionStore(lifetime=settings.session_lifetime),
+        cookie=COOKIE,
+        login_cookie=LOGIN_COOKIE,
+        page=login_page,
+        verify=verify_password,
+        default_next="/interaction",
+        headers=PAGE_HEADERS,
+    )
+
+
 def build_resource(
-    context: ServerContext, identity: IdentitySettings, settings: ResourceSettings
+    context: ServerContext,
+    identity: IdentitySettings,
+    settings: ResourceSettings,
+    login: PasswordLogin | None = None,
 ) -> AAuthResource:
-    """The AAuth side of one identity (its own store and replay cache; the server's key)."""
+    """The AAuth side of one identity (its own store and replay cache; the server's key);
+    its interaction page takes decisions from people signed in through ``login``."""
+    if login is None and identity.api is Api.CALENDAR:
+        # fail closed: the page asks for a sign-in nobody can give (nothing is approved)
+        log.warning("aauth.io.resource.no_people", issuer=identity.issuer)
     return AAuthResource.build(
         issuer=identity.issuer,
         signer=context.signer,
@@ -294,6 +400,9 @@ def build_resource(
         clock=context.clock,
         random=context.random,
         max_body=settings.max_body,
+        public=_PUBLIC if login is not None else (),
+        person=_nobody if login is None else login.person,
+        login_url=None if login is None else "/login",
     )
 
 
@@ -302,8 +411,9 @@ def build_app(context: ServerContext, settings: ResourceSettings) -> Starlette:
     identities = settings.identities or (IdentitySettings(issuer=context.issuer),)
     routes: list[Host | WebRoute] = []
     for identity in identities:
-        resource = build_resource(context, identity, settings)
-        app = AAuthMiddleware(calendar_app(identity.api, Calendar()), resource=resource)
+        login = sign_in(settings) if settings.people else None
+        resource = build_resource(context, identity, settings, login)
+        app = AAuthMiddleware(calendar_app(identity.api, Calendar(), login), resource=resource)
         routes.append(Host(identity.host, app=app))
 
     async def unknown_host(_request: Request) -> Response:
