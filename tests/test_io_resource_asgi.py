@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -62,6 +63,7 @@ OTHER = "https://other.aauth.test"  # a resource whose policy crashes
 RS = "https://rs.aauth.test"  # resource-managed, the host's sign-in is a header (stand-in)
 FED = "https://fed.aauth.test"  # resource-managed, with a login page
 CAL = "https://calendar.aauth.test"  # resource-managed, the unsafe mode
+ONE = "https://resource.example"  # resource-managed, one machine worker (held polls)
 AGENT = AgentId.parse("aauth:assistant@ap.aauth.test")
 
 
@@ -272,7 +274,11 @@ def world(keys: Keys) -> Iterator[tuple[httpx.Client, AAuthResource]]:
         routes=managed,
         allow_unauthenticated_interaction=True,
     )
+    one_worker = AAuthResource.build(
+        issuer=ONE, signer=keys.resource, keys=keys.resolver, routes=managed, person=header_person
+    )
     apps = {
+        "resource.example": AAuthMiddleware(starlette_app(), resource=one_worker, workers=1),
         "rs.aauth.test": AAuthMiddleware(starlette_app(), resource=signed_in),
         "fed.aauth.test": AAuthMiddleware(starlette_app(), resource=with_login),
         "calendar.aauth.test": AAuthMiddleware(starlette_app(), resource=unsafe),
@@ -532,11 +538,15 @@ def test_concurrent_calls_to_sync_fastapi_handlers_all_answer(
 # -- the interaction page: who may decide (§8) -------------------------------------------------
 
 
-def managed_call(http: httpx.Client, keys: Keys, origin: str) -> tuple[str, str, str]:
+def managed_call(
+    http: httpx.Client, keys: Keys, origin: str, headers: dict[str, str] | None = None
+) -> tuple[str, str, str]:
     """An agent's first resource-managed call: (agent token, code, pending URL)."""
     token = keys.agent_token()
-    first = send(http, signed("GET", f"{origin}/whoami", token, keys.agent))
+    first = send(http, signed("GET", f"{origin}/whoami", token, keys.agent, headers=headers))
     assert first.status == 202, first
+    expected = "0" if headers and "Prefer" in headers else "5"  # 5: the machine's interval
+    assert first.headers.get("retry-after") == expected
     needed = requirement(first)
     assert needed.requirement == "interaction" and needed.url == f"{origin}/interaction"
     location = first.headers.get("location")
@@ -661,3 +671,83 @@ def test_the_unsafe_mode_still_needs_the_page_token(
     form = {"code": code, "decision": "approve", "csrf": form_token(page)}
     assert browser.post(f"{CAL}/interaction", data=form, headers={"Origin": CAL}).status_code == 200
     assert send(http, signed("GET", location, token, keys.agent)).status == 200
+
+
+# -- Prefer: wait on the pending URLs (§5.9, RFC 7240) ------------------------------------------
+
+PREFER = {"Prefer": "wait=20"}
+
+
+def poll(
+    http: httpx.Client, keys: Keys, location: str, token: str, headers: dict[str, str] | None
+) -> HttpResponse:
+    """A signed poll, ``created`` now: a held poll is verified again when it wakes."""
+    now = int(time.time())
+    return send(http, signed("GET", location, token, keys.agent, headers=headers, created=now))
+
+
+def held_poll(
+    http: httpx.Client, keys: Keys, location: str, token: str
+) -> tuple[threading.Thread, list[HttpResponse]]:
+    """A ``Prefer: wait=20`` poll in a thread, started; its answer lands in the list."""
+    held: list[HttpResponse] = []
+    poller = threading.Thread(target=lambda: held.append(poll(http, keys, location, token, PREFER)))
+    poller.start()
+    return poller, held
+
+
+def approve(browser: httpx.Client, origin: str, code: str, person: str) -> None:
+    who = {"X-Test-Person": person}
+    page = browser.get(f"{origin}/interaction", params={"code": code}, headers=who)
+    assert page.status_code == 200, page.text
+    form = {"code": code, "decision": "approve", "csrf": form_token(page)}
+    done = browser.post(f"{origin}/interaction", data=form, headers={**who, "Origin": origin})
+    assert done.status_code == 200 and "Approved" in done.text
+
+
+def test_prefer_wait_holds_the_poll_until_the_person_decides(
+    http: httpx.Client, keys: Keys, browser: httpx.Client
+) -> None:
+    """The 202 says ``Retry-After: 0``; the held poll comes back 200 with the session token
+    once she decides, not 202; while it is held, the resource's only machine worker is free
+    (the hold sleeps on the event loop)."""
+    token, code, location = managed_call(http, keys, ONE, PREFER)
+    poller, held = held_poll(http, keys, location, token)
+    time.sleep(0.3)  # ordering only: the poll is in before anything else happens
+    assert not held, "the poll was answered before anything changed"
+    # another agent call needs the one machine worker: it is answered while the poll waits
+    managed_call(http, keys, ONE)
+    assert not held, "the poll was answered before the person decided"
+    approve(browser, ONE, code, "alice")
+    poller.join(timeout=30)
+    [delivered] = held
+    assert delivered.status == 200, delivered
+    assert delivered.headers.get("aauth-access")
+    assert json.loads(delivered.body)["agent"] == str(AGENT)
+
+
+def test_without_prefer_the_poll_is_answered_at_once_with_the_machines_interval(
+    http: httpx.Client, keys: Keys
+) -> None:
+    token, _, location = managed_call(http, keys, RS)  # asserts Retry-After: 5
+    plain = poll(http, keys, location, token, None)
+    assert plain.status == 202 and plain.headers.get("retry-after") == "5"
+    # a malformed preference is only ignored: the poll is answered as if it asked nothing
+    bad = poll(http, keys, location, token, {"Prefer": "wait=soon"})
+    assert bad.status == 202 and bad.headers.get("retry-after") == "5"
+    # a wait that ends with nothing new: 202 again, poll at once
+    short = poll(http, keys, location, token, {"Prefer": "wait=1"})
+    assert short.status == 202 and short.headers.get("retry-after") == "0"
+
+
+def test_a_cancel_wakes_the_held_poll(http: httpx.Client, keys: Keys) -> None:
+    """Any save of the record wakes a held poll (here the agent's own DELETE)."""
+    token, _, location = managed_call(http, keys, RS, PREFER)
+    poller, held = held_poll(http, keys, location, token)
+    time.sleep(0.3)  # ordering only
+    assert not held, "the poll was answered before the record changed"
+    cancelled = send(http, signed("DELETE", location, token, keys.agent))
+    assert cancelled.status in (200, 204), cancelled
+    poller.join(timeout=30)
+    [answer] = held
+    assert answer.status == 410, answer

@@ -11,6 +11,10 @@ own issuer, body bounded) and run through the resource machines the way
 - the authorization and revocation endpoints → their machines;
 - a pending URL → the pending machine restored from the store's snapshot, saved again
   after the step (deferred delivery serves the held call through the app the same way);
+  a ``GET`` poll that asked ``Prefer: wait`` (§5.9) and is still pending is held on the
+  event loop until the record changes (a decision, a delivery, another poll) or
+  ``min(wait, 25 s)`` passes, then polled again (:mod:`~aauth_flows.io.long_poll`), and
+  any ``202`` to a request that asked ``Prefer: wait`` says ``Retry-After: 0``;
 - the interaction page → a signed-in person presents the code and decides
   (``CodePresented`` → ``ShowConsent`` → ``UserDecided``); see :class:`AAuthResource`
   for who may (§8: the code never authorizes);
@@ -42,7 +46,7 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 import structlog
-from attrs import define, field
+from attrs import define, field, frozen
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -61,6 +65,7 @@ from aauth_flows.io.forms import (
     read_form,
     see_other,
 )
+from aauth_flows.io.long_poll import ChangeCounter, answer_poll, poll_now
 from aauth_flows.io.messages import error_response, from_starlette, to_starlette
 from aauth_flows.io.replay import ReplayCache, replay_key
 from aauth_flows.io.resource_caller import STATE_KEY, Caller, aauth_caller, caller_of
@@ -168,6 +173,16 @@ class _Refused(Exception):
         self.response = response
 
 
+@frozen(kw_only=True)
+class _Handled:
+    """A machine's answer; for a pending URL also the record's change stamp right after
+    this step (what a held poll waits to see move)."""
+
+    response: HttpResponse
+    pending_id: str | None = None
+    stamp: int = 0
+
+
 def _crash_response() -> HttpResponse:
     return problem_response(AAuthError("internal error", code="server_error", status=500))
 
@@ -222,6 +237,7 @@ class AAuthResource:
     code_window: int = 600
     _pending_lock: threading.Lock = field(factory=threading.Lock, init=False, repr=False)
     _claims: dict[str, str] = field(factory=dict, init=False, repr=False)
+    _changes: ChangeCounter = field(factory=ChangeCounter, init=False, repr=False)
     _csrf_key: bytes = field(factory=lambda: secrets.token_bytes(32), init=False, repr=False)
     _limiter: FailureLimiter = field(init=False, repr=False)
 
@@ -342,6 +358,18 @@ class AAuthResource:
     def handle(self, request: HttpRequest, serve: Callable[[Serve], HttpResponse]) -> HttpResponse:
         """Run ``request`` through the machine its path names; ``serve`` runs the app for
         a ``Serve`` action (blocking: from a worker thread it calls into the event loop)."""
+        return self.handle_tracked(request, serve).response
+
+    def version(self, pending_id: str) -> int:
+        """The change stamp of a pending record (0: never changed or forgotten); it moves
+        whenever the record is saved (a poll, a decision, a delivery, a cancel)."""
+        return self._changes.version(pending_id)
+
+    def handle_tracked(
+        self, request: HttpRequest, serve: Callable[[Serve], HttpResponse]
+    ) -> _Handled:
+        """:meth:`handle`, and for a pending URL the record's change stamp taken under the
+        record's lock right after the step (so no later change can be missed)."""
         config = self.config
         path = _path(request.url)
         event = RequestReceived(request=request, at=self.clock(), random=self.random(RANDOM_BYTES))
@@ -350,12 +378,14 @@ class AAuthResource:
             if path.startswith(pending_path):
                 return self._pending(path.removeprefix(pending_path), event, serve)
             if path == _same_origin_path(self.metadata.authorization_endpoint, self.issuer):
-                return self._run(AuthorizationEndpoint(config=config), event, None)
+                machine: Machine[Any, Any] = AuthorizationEndpoint(config=config)
+                return _Handled(response=self._run(machine, event, None))
             if path == _same_origin_path(self.metadata.revocation_endpoint, self.issuer):
-                return self._run(RevocationEndpoint(config=config), event, None)
-            return self._run(ResourceCall(config=config), event, self._serving(serve, True))
+                return _Handled(response=self._run(RevocationEndpoint(config=config), event, None))
+            call = ResourceCall(config=config)
+            return _Handled(response=self._run(call, event, self._serving(serve, True)))
         except _Refused as refused:
-            return refused.response
+            return _Handled(response=refused.response)
 
     def _serving(
         self, serve: Callable[[Serve], HttpResponse], check_replay: bool
@@ -416,19 +446,20 @@ class AAuthResource:
 
     def _pending(
         self, pending_id: str, event: RequestReceived, serve: Callable[[Serve], HttpResponse]
-    ) -> HttpResponse:
+    ) -> _Handled:
         if not pending_id or "/" in pending_id:
-            return pending_not_found()
+            return _Handled(response=pending_not_found())
         with self._pending_lock:
             snapshot = self.store.pending(pending_id)
             if snapshot is None:
-                return pending_not_found()
+                return _Handled(response=pending_not_found())
             machine = _PENDING_MACHINES[snapshot.machine].restore(snapshot, config=self.config)
             # saved only after a clean step: a crash (say, in the app serving the held
             # call) leaves the record as it was, and the next poll tries again
             answer = self._run(machine, event, self._serving(serve, False))
             self.store.save_pending(pending_id, machine.snapshot())
-            return answer
+            stamp = self._changes.changed(pending_id)
+            return _Handled(response=answer, pending_id=pending_id, stamp=stamp)
 
     # -- the interaction page --------------------------------------------------------------
 
@@ -503,6 +534,7 @@ class AAuthResource:
                 on_action=consent,
             )
             self.store.save_pending(pending_id, machine.snapshot())
+            self._changes.changed(pending_id)  # wakes the agent's held poll
             self._claims.pop(pending_id, None)
         if shown:
             log.info(
@@ -564,8 +596,25 @@ class AAuthMiddleware:
         def serve(action: Serve) -> HttpResponse:
             return anyio.from_thread.run(self._call_app, scope, receive, action)
 
-        answer = await anyio.to_thread.run_sync(
-            resource.handle, request, serve, limiter=self._workers
+        async def step() -> _Handled:
+            return await anyio.to_thread.run_sync(
+                resource.handle_tracked, request, serve, limiter=self._workers
+            )
+
+        handled = await step()
+        pending_id = handled.pending_id
+        if pending_id is None:  # not a poll: nothing to hold, Retry-After: 0 if asked
+            return to_starlette(poll_now(request, handled.response))
+
+        async def repoll() -> HttpResponse:
+            return (await step()).response
+
+        answer = await answer_poll(
+            request,
+            handled.response,
+            seen=handled.stamp,
+            version=lambda: resource.version(pending_id),
+            repoll=repoll,
         )
         return to_starlette(answer)
 

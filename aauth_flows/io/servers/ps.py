@@ -16,9 +16,7 @@ a traceback. The machines run in worker threads (:mod:`~aauth_flows.io.servers.p
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
@@ -29,12 +27,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from aauth_core.errors import AAuthError, MalformedInput
-from aauth_core.headers.prefer import parse_prefer_wait
-from aauth_core.http import HttpRequest, HttpResponse
+from aauth_core.http import HttpResponse
 from aauth_core.interaction import normalize_code
 from aauth_core.metadata import PersonServerMetadata
 from aauth_core.tokens.claims import DWK_PERSON
 from aauth_flows.io.forms import PasswordLogin, read_form, see_other
+from aauth_flows.io.long_poll import answer_poll, poll_now
 from aauth_flows.io.messages import error_response, from_starlette, to_starlette
 from aauth_flows.io.servers.context import ServerContext, well_known_routes
 from aauth_flows.io.servers.ps_driver import PersonOutcome, PersonServer
@@ -79,38 +77,6 @@ async def _form(request: Request) -> dict[str, str]:
 
 def _redirect(url: str) -> Response:
     return see_other(url, SECURITY_HEADERS)
-
-
-#: the longest a poll is held (Prefer: wait asks for more: we answer sooner, §5.9)
-MAX_HOLD = 25
-_HOLD_TICK = 0.05
-
-
-def _prefer_wait(request: HttpRequest) -> int:
-    value = request.headers.get("prefer")
-    if value is None:
-        return 0
-    try:
-        wait = parse_prefer_wait(value)
-    except AAuthError:
-        return 0
-    return min(wait or 0, MAX_HOLD)
-
-
-def _held_poll(request: HttpRequest, response: HttpResponse) -> int:
-    """Seconds to hold a poll: a GET that asked ``Prefer: wait`` and is still pending."""
-    if request.method != "GET" or response.status != 202:
-        return 0
-    return _prefer_wait(request)
-
-
-def _poll_now(request: HttpRequest, response: HttpResponse) -> HttpResponse:
-    """A caller that asked ``Prefer: wait`` may poll at once (``Retry-After: 0``): its
-    poll is held here until something changes, so polling at once is not a busy loop."""
-    if response.status != 202 or not _prefer_wait(request):
-        return response
-    headers = response.headers.with_fields({"Retry-After": "0"})
-    return HttpResponse(status=response.status, headers=headers, body=response.body)
 
 
 def build_app(
@@ -171,24 +137,27 @@ def build_app(
         response = await run_in_threadpool(ps.endpoint_request, message)
         if response is None:  # pragma: no cover - routes only reach known endpoints
             return error_response(AAuthError("not found", code="not_found", status=404))
-        return to_starlette(_poll_now(message, response))
+        return to_starlette(poll_now(message, response))
 
     async def pending(request: Request) -> Response:
         message = await from_starlette(request, origin=issuer, max_body=settings.max_body)
-        response = await run_in_threadpool(ps.pending_request, message)
-        wait = _held_poll(message, response)
-        if wait:
-            # RFC 7240 Prefer: wait: hold a poll that found nothing new until the record
-            # changes (the person decided, the AS answered) or the wait is over, then
-            # answer with a fresh poll. The hold costs no thread: it sleeps on the loop.
-            url = message.url.split("?", 1)[0]
-            seen = ps.version(url)
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and ps.version(url) == seen:
-                await asyncio.sleep(_HOLD_TICK)
-            if ps.version(url) != seen:
-                response = await run_in_threadpool(ps.pending_request, message)
-        return to_starlette(_poll_now(message, response))
+        response, seen = await run_in_threadpool(ps.pending_request_tracked, message)
+        # RFC 7240 Prefer: wait: a poll that found nothing new is held (on the loop, no
+        # thread) until the record changes (the person decided, the AS answered) or the
+        # wait is over, then answered with a fresh poll (aauth_flows.io.long_poll).
+        url = message.url.split("?", 1)[0]
+
+        async def repoll() -> HttpResponse:
+            return await run_in_threadpool(ps.pending_request, message)
+
+        answer = await answer_poll(
+            message,
+            response,
+            seen=seen,
+            version=lambda: ps.version(url),
+            repoll=repoll,
+        )
+        return to_starlette(answer)
 
     # -- people -----------------------------------------------------------------------
 

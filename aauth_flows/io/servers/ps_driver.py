@@ -25,6 +25,7 @@ from aauth_core.http import HttpRequest, HttpResponse
 from aauth_core.interaction import normalize_code
 from aauth_core.metadata import AccessServerMetadata, ResourceMetadata
 from aauth_flows.io.discovery import Discovery
+from aauth_flows.io.long_poll import ChangeCounter
 from aauth_flows.io.messages import send
 from aauth_flows.io.runner import run_machine
 from aauth_flows.io.servers.context import ServerContext
@@ -67,7 +68,6 @@ MACHINES: dict[str, type[Any]] = {
 _UNSTORED = ("ANSWERED", "REJECTED", "RECEIVED")
 #: how long a record is kept past its pending lifetime (late polls get 410, not 404)
 _GRACE = 3600
-_MAX_VERSIONS = 100_000
 _DESCRIPTIONS_TTL = 300
 
 
@@ -135,8 +135,7 @@ class PersonServer:
         }
         #: pending URL → the person asked through the PS's own channel (approval mode)
         self.approvals: dict[str, str] = {}
-        self._versions: dict[str, int] = {}  # pending URL → change count (held polls)
-        self._versions_lock = threading.Lock()
+        self._changes = ChangeCounter()  # pending URL → change stamp (held polls)
         self._descriptions: dict[str, tuple[float, dict[str, str]]] = {}
         self.federation = FederationWorkers(
             config=FederationClientConfig(
@@ -211,21 +210,14 @@ class PersonServer:
         return machine
 
     def version(self, url: str) -> int:
-        """How many times the record at ``url`` has changed (a held poll waits for this)."""
-        with self._versions_lock:
-            return self._versions.get(url, 0)
-
-    def _changed(self, url: str) -> None:
-        with self._versions_lock:
-            self._versions[url] = self._versions.get(url, 0) + 1
-            if len(self._versions) > _MAX_VERSIONS:  # forget the oldest records first
-                del self._versions[next(iter(self._versions))]
+        """The record's change stamp (a held poll waits for it to move)."""
+        return self._changes.version(url)
 
     def _save(self, machine: Machine[Any, Any]) -> None:
         data = machine.data
         url = getattr(data, "pending_url", "") or ""
         if url:
-            self._changed(url)
+            self._changes.changed(url)
         if not url or machine.state.name in _UNSTORED:
             return
         expires = getattr(data, "pending_expires", 0) or (
@@ -277,19 +269,25 @@ class PersonServer:
 
     def pending_request(self, request: HttpRequest) -> HttpResponse:
         """A signed poll, answer or cancel at a pending URL (404 for an unknown one)."""
+        return self.pending_request_tracked(request)[0]
+
+    def pending_request_tracked(self, request: HttpRequest) -> tuple[HttpResponse, int]:
+        """:meth:`pending_request` and the record's change stamp read under its lock right
+        after the step, so a decision made a moment later always moves it (held polls)."""
         url = request.url.split("?", 1)[0]
         with self.pending.lock(url):
             machine = self.restore(url)
             if machine is None:
-                return pending_not_found()
+                return pending_not_found(), self.version(url)
             response, later = self._run(
                 machine, PendingRequest(request=request, at=self.context.clock())
             )
             self._save(machine)
+            seen = self.version(url)
         self._after(url, later)
         if response is None:
             raise AAuthError("the poll was not answered", code="server_error", status=500)
-        return response
+        return response, seen
 
     # -- the person and the federation ------------------------------------------------
 
