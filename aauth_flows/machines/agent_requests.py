@@ -48,7 +48,9 @@ def resource_of(url: str) -> str:
 
 
 def resource_request(config: AgentConfig, data: AgentData) -> HttpRequest:
-    """The caller's request with the session token and the agent's capabilities added."""
+    """The caller's request with the session token, the agent's capabilities and (with
+    ``prefer_wait``) ``Prefer: wait=N`` added: a resource that may answer 202 can then hold
+    the request or tell the agent to poll at once (§5.9). The caller's own ``Prefer`` wins."""
     request = data.request
     if request is None:
         raise missing("request")
@@ -58,6 +60,8 @@ def resource_request(config: AgentConfig, data: AgentData) -> HttpRequest:
         extra["Authorization"] = AccessToken(value=session).authorization()
     if config.capabilities:
         extra["AAuth-Capabilities"] = Capabilities.of(*config.capabilities).serialize()
+    if config.prefer_wait is not None and "prefer" not in request.headers:
+        extra["Prefer"] = serialize_prefer_wait(config.prefer_wait)
     return evolve(request, headers=request.headers.with_fields(extra))
 
 
