@@ -1,11 +1,14 @@
 """The reference Access Server over real TLS sockets: a PS-signed token request exchanged
-for an auth token (at once, or through its pending URL after the person binds her PS at
-the AS), the configured scope policy, revocation, and bad input answered with the right
-status while the server keeps serving."""
+for an auth token (at once, or through its pending URL after a signed-in person binds her
+PS at the AS's ``/bind`` page), the configured scope policy, revocation, and bad input
+answered with the right status while the server keeps serving. The bind page is an
+approval page (protocol §8): sign-in first, a form token bound to the session and the
+request, one answer for every bad code, wrong codes limited per person."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -40,6 +43,7 @@ from aauth_core.tokens import (
 from aauth_flows.io import egress
 from aauth_flows.io.messages import send
 from aauth_flows.io.servers.access import AccessServerSettings, build_app
+from aauth_flows.io.servers.ps_settings import hash_password
 
 AS = "https://as.aauth.test"
 PS = "https://ps.aauth.test"
@@ -77,13 +81,31 @@ SETTINGS: dict[str, Any] = {
     "token_lifetime": 900,
     "resources": {RS: {"scopes": ["calendar.read"]}},
 }
+PASSWORDS = {"alice": "alice's password", "bob": "bob's password"}
+BINDING: dict[str, Any] = {
+    **SETTINGS,
+    "bind_person_server": True,
+    "people": [
+        {"id": "alice", "password_hash": hash_password(PASSWORDS["alice"])},
+        {"id": "bob", "password": PASSWORDS["bob"]},  # hashed on load (demos)
+    ],
+}
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 class World:
-    def __init__(self, http: httpx.Client, keys: Keys) -> None:
+    def __init__(
+        self, http: httpx.Client, keys: Keys, app: Any, routes: egress.EgressPolicy
+    ) -> None:
         self.http = http
         self.keys = keys
+        self.app = app
+        self.routes = routes
         self.serial = 0
+
+    def browser(self) -> httpx.Client:
+        """Another browser: the same routes to the server, its own cookies."""
+        return egress.client(self.routes)
 
     def jti(self, prefix: str) -> str:
         self.serial += 1
@@ -177,8 +199,10 @@ def _serve(settings: dict[str, Any]) -> Iterator[World]:
         make_context(AS, keys.signers["as"], keys.resolver()),
         AccessServerSettings.from_toml(settings),
     )
-    with serve({"as.aauth.test": app}) as servers, egress.client(policy(servers)) as http:
-        yield World(http, keys)
+    with serve({"as.aauth.test": app}) as servers:
+        routes = policy(servers)
+        with egress.client(routes) as http:
+            yield World(http, keys, app, routes)
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +212,7 @@ def world() -> Iterator[World]:
 
 @pytest.fixture
 def binding() -> Iterator[World]:
-    yield from _serve({**SETTINGS, "bind_person_server": True})
+    yield from _serve(BINDING)
 
 
 def problem(response: HttpResponse) -> str:
@@ -276,34 +300,90 @@ def test_untrusted_person_server_is_refused() -> None:
         assert response.status == 403 and problem(response) == "unsupported_iss"
 
 
-def test_pending_flow_binds_the_person_server_then_issues(binding: World) -> None:
-    w = binding
+def hidden(page: httpx.Response, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', page.text)
+    assert found is not None, f"no {name} field in {page.text}"
+    return found.group(1)
+
+
+def sign_in(w: World, person: str, *, client: httpx.Client | None = None) -> httpx.Client:
+    """Log ``person`` in through the real form (login CSRF nonce from cookie + field)."""
+    http = client if client is not None else w.http
+    form = http.get(f"{AS}/login", params={"next": "/bind"})
+    assert form.status_code == 200
+    done = http.post(
+        f"{AS}/login",
+        data={
+            "next": hidden(form, "next"),
+            "nonce": hidden(form, "nonce"),
+            "person": person,
+            "password": PASSWORDS[person],
+        },
+    )
+    assert done.status_code == 303 and done.headers["location"] == "/bind"
+    return http
+
+
+def ask(w: World) -> tuple[str, str]:
+    """A token request that needs the person to bind her PS: (pending URL, code)."""
     first = w.send(w.signed("POST", f"{AS}/token", w.token_body()))
     assert first.status == 202
     location = first.headers.get("location")
-    assert location is not None and location.startswith(f"{AS}/pending/")
-    raw_requirement = first.headers.get("aauth-requirement")
-    assert raw_requirement is not None
-    requirement = Requirement.parse(raw_requirement)
+    raw = first.headers.get("aauth-requirement")
+    assert location is not None and location.startswith(f"{AS}/pending/") and raw is not None
+    requirement = Requirement.parse(raw)
     assert requirement.requirement == "interaction" and requirement.code
     assert requirement.url == f"{AS}/bind"
+    return location, requirement.code
+
+
+def confirm(w: World, code: str) -> tuple[httpx.Response, str]:
+    """Open the confirm page for ``code``: (the page, its form token)."""
+    page = w.http.get(f"{AS}/bind", params={"code": code})
+    assert page.status_code == 200, page.text
+    return page, hidden(page, "csrf")
+
+
+def post_bind(w: World, code: str, csrf: str, http: httpx.Client | None = None) -> httpx.Response:
+    return (http or w.http).post(f"{AS}/bind", data={"code": code, "csrf": csrf})
+
+
+def still_pending(w: World, location: str) -> None:
+    assert w.send(w.signed("GET", location)).status == 202
+
+
+def test_pending_flow_binds_the_person_server_then_issues(binding: World) -> None:
+    w = binding
+    location, code = ask(w)
 
     # still pending; only the PS that asked may poll
-    assert w.send(w.signed("GET", location)).status == 202
+    still_pending(w, location)
     stranger = w.send(w.signed("GET", location, as_ps="other-ps", issuer=OTHER_PS))
     assert stranger.status == 404
     assert w.send(w.signed("PUT", location)).status == 405
 
-    # the person opens the interaction page and binds her PS
-    page = w.http.get(f"{AS}/bind", params={"code": requirement.code})
-    assert page.status_code == 200 and PS in page.text
-    assert w.http.get(f"{AS}/bind", params={"code": "ZZZZ-ZZZZ"}).status_code == 404
-    done = w.http.post(
-        f"{AS}/bind",
-        content=f"code={requirement.code}".encode(),
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
-    )
+    # the code alone opens nothing: the page sends the browser to sign in first
+    page = w.http.get(f"{AS}/bind", params={"code": code})
+    assert page.status_code == 303
+    assert page.headers["location"] == "/login?next=" + f"%2Fbind%3Fcode%3D{code}"
+    sign_in(w, "alice")
+
+    # the signed-in person sees who asks for what, and binds her PS
+    page, csrf = confirm(w, code)
+    assert PS in page.text and str(AGENT) in page.text and RS in page.text
+    assert "calendar.read" in page.text and "alice" in page.text
+    missing = w.http.get(f"{AS}/bind", params={"code": "ZZZZ-ZZZZ"})
+    assert missing.status_code == 404
+    done = post_bind(w, code, csrf)
     assert done.status_code == 200 and "bound" in done.text
+    assert w.app.state.policy.bound_by == {PS: "alice"}
+
+    # the code is spent: the same answer as a code that never existed
+    again = post_bind(w, code, csrf)
+    assert again.status_code == 404
+    assert w.http.get(f"{AS}/bind", params={"code": code}).status_code == 404
+    unknown_text = "This code is unknown, expired or already used."
+    assert unknown_text in again.text and unknown_text in missing.text
 
     # the PS's next poll gets the token (restored from the stored snapshot), then 410
     claims = w.auth_token(w.send(w.signed("GET", location)))
@@ -312,6 +392,150 @@ def test_pending_flow_binds_the_person_server_then_issues(binding: World) -> Non
 
     # once bound, the same PS is answered at once
     w.auth_token(w.send(w.signed("POST", f"{AS}/token", w.token_body())))
+
+
+def test_bind_needs_a_signed_in_person(binding: World) -> None:
+    w = binding
+    location, code = ask(w)
+    # a post without a session (a code holder, a forged form) binds nothing
+    posted = w.http.post(f"{AS}/bind", data={"code": code, "csrf": "x"})
+    assert posted.status_code == 303 and posted.headers["location"].startswith("/login?next=")
+    assert w.http.get(f"{AS}/bind").status_code == 303
+    # a made-up session cookie is no session
+    w.http.cookies.set("__Host-aauth-as", "made-up", domain="as.aauth.test")
+    assert w.http.get(f"{AS}/bind", params={"code": code}).status_code == 303
+    w.http.cookies.clear()
+    still_pending(w, location)
+    assert w.app.state.policy.bound == set()
+
+
+def test_login_refuses_wrong_passwords_and_forged_forms(binding: World) -> None:
+    w = binding
+    form = w.http.get(f"{AS}/login", params={"next": "https://evil.aauth.test/"})
+    assert form.status_code == 200
+    assert hidden(form, "next") == "/bind"  # only a path on this server is a way back
+    fields = {"next": "/bind", "nonce": hidden(form, "nonce"), "person": "alice"}
+    wrong = w.http.post(f"{AS}/login", data={**fields, "password": "guess"})
+    assert wrong.status_code == 401 and "__Host-aauth-as=" not in wrong.headers.get(
+        "set-cookie", ""
+    )
+    again = {**fields, "nonce": hidden(wrong, "nonce")}  # each form has a fresh nonce
+    unknown = w.http.post(f"{AS}/login", data={**again, "person": "mallory", "password": "x"})
+    assert unknown.status_code == 401
+    # a cross-site post has no login nonce cookie: refused even with the right password
+    with w.browser() as other:
+        forged = other.post(
+            f"{AS}/login", data={**fields, "nonce": "forged", "password": PASSWORDS["alice"]}
+        )
+        assert forged.status_code == 403
+    fresh = w.http.get(f"{AS}/login")
+    good = w.http.post(
+        f"{AS}/login",
+        data={**fields, "nonce": hidden(fresh, "nonce"), "password": PASSWORDS["alice"]},
+    )
+    assert good.status_code == 303
+    cookie = next(
+        v for k, v in good.headers.multi_items() if k == "set-cookie" and "aauth-as=" in v
+    )
+    assert cookie.startswith("__Host-aauth-as=")
+    attributes = {a.strip().lower() for a in cookie.split(";")[1:]}
+    assert {"httponly", "secure", "samesite=lax", "path=/"} <= attributes
+    assert not any(a.startswith("domain") for a in attributes)
+    assert w.http.get(f"{AS}/bind").status_code == 200
+
+
+def test_bind_form_token_is_bound_to_the_session_and_the_request(binding: World) -> None:
+    w = binding
+    first, first_code = ask(w)
+    second, second_code = ask(w)
+    sign_in(w, "alice")
+    _, first_csrf = confirm(w, first_code)
+    _, second_csrf = confirm(w, second_code)
+    assert first_csrf != second_csrf
+    # no token, a made-up one, the other request's token: 403, nothing bound
+    for token in ("", "0" * 64, second_csrf):
+        refused = post_bind(w, first_code, token)
+        assert refused.status_code == 403 and "Form expired" in refused.text
+    # bob's own session cannot use alice's token (a token is good for one session)
+    with w.browser() as bob:
+        sign_in(w, "bob", client=bob)
+        assert post_bind(w, first_code, first_csrf, http=bob).status_code == 403
+    # signing in again starts a new session: the old session's form tokens are spent
+    sign_in(w, "alice")
+    assert post_bind(w, first_code, first_csrf).status_code == 403
+    still_pending(w, first)
+    still_pending(w, second)
+    assert w.app.state.policy.bound == set()
+    # the server keeps serving: a fresh token of this session binds
+    _, fresh = confirm(w, first_code)
+    assert post_bind(w, first_code, fresh).status_code == 200
+    assert w.app.state.policy.bound_by == {PS: "alice"}
+    w.auth_token(w.send(w.signed("GET", first)))
+    # the refusals did not spend the other request's code
+    assert w.http.get(f"{AS}/bind", params={"code": second_code}).status_code == 200
+
+
+def test_wrong_codes_are_limited_per_person(binding: World) -> None:
+    w = binding
+    location, code = ask(w)
+    sign_in(w, "alice")
+    _, csrf = confirm(w, code)
+    wrong = ["ZZZZ-ZZZZ", "not a code", "0000-0000", "<b>x</b>", "ABCD-EFGH"]
+    for n, guess in enumerate(wrong):
+        # by link (GET) or by form (POST): each wrong code counts
+        if n % 2:
+            answer = w.http.get(f"{AS}/bind", params={"code": guess})
+        else:
+            answer = post_bind(w, guess, csrf)
+        assert answer.status_code == 404, (guess, answer.text)
+        assert "This code is unknown, expired or already used." in answer.text
+        assert "<b>x</b>" not in answer.text
+    # the sixth try is refused whatever the code, even the right one
+    assert w.http.get(f"{AS}/bind", params={"code": "ZZZZ-ZZZY"}).status_code == 429
+    assert post_bind(w, code, csrf).status_code == 429
+    assert w.http.get(f"{AS}/bind", params={"code": code}).status_code == 429
+    still_pending(w, location)
+    # the limit is alice's: bob, signed in elsewhere, still binds (the server keeps serving)
+    with w.browser() as bob:
+        sign_in(w, "bob", client=bob)
+        page = bob.get(f"{AS}/bind", params={"code": code})
+        assert page.status_code == 200
+        assert post_bind(w, code, hidden(page, "csrf"), http=bob).status_code == 200
+    assert w.app.state.policy.bound_by == {PS: "bob"}
+    w.auth_token(w.send(w.signed("GET", location)))
+
+
+def test_pages_escape_what_they_show_and_carry_security_headers(binding: World) -> None:
+    w = binding
+    hostile = "calendar.read <img/src=x> '&amp;"
+    first = w.send(w.signed("POST", f"{AS}/token", w.token_body(scope=hostile)))
+    raw = first.headers.get("aauth-requirement")
+    assert first.status == 202 and raw is not None
+    code = Requirement.parse(raw).code
+    assert code
+    sign_in(w, "alice")
+    page, _ = confirm(w, code)
+    assert "<img" not in page.text and "&lt;img/src=x&gt;" in page.text
+    assert "&#x27;&amp;amp;" in page.text
+    pages = [
+        page,
+        w.http.get(f"{AS}/bind"),
+        w.http.get(f"{AS}/bind", params={"code": "ZZZZ-ZZZZ"}),
+        w.http.get(f"{AS}/login"),
+        w.http.post(f"{AS}/bind", content=b"{}", headers={"Content-Type": "application/json"}),
+    ]
+    assert pages[-1].status_code == 415  # a form post is expected: a page, still served
+    for shown in pages:
+        csp = shown.headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+        assert "script" not in csp and "<script" not in shown.text
+        assert shown.headers["x-frame-options"] == "DENY"
+        assert shown.headers["cache-control"] == "no-store"
+        assert shown.headers["referrer-policy"] == "no-referrer"
+    # redirects to the sign-in carry them too
+    with w.browser() as stranger:
+        redirect = stranger.get(f"{AS}/bind")
+        assert redirect.status_code == 303 and redirect.headers["x-frame-options"] == "DENY"
 
 
 def test_pending_request_can_be_cancelled(binding: World) -> None:
@@ -351,3 +575,27 @@ def test_settings_refuse_bad_config() -> None:
         AccessServerSettings.from_toml({**SETTINGS, "polcy": 1})
     with pytest.raises(ValueError, match="token_lifetime"):
         AccessServerSettings.from_toml({**SETTINGS, "token_lifetime": 7200})
+
+
+def test_settings_refuse_an_approval_page_nobody_can_sign_in_to() -> None:
+    with pytest.raises(ValueError, match="must authenticate its approver"):
+        AccessServerSettings.from_toml({**SETTINGS, "bind_person_server": True})
+    with pytest.raises(ValueError, match="must authenticate its approver"):
+        AccessServerSettings.from_toml({**SETTINGS, "bind_person_server": True, "people": []})
+    bad_people: list[Any] = [
+        [{"id": "alice"}],  # no password
+        [{"id": "", "password": "x"}],
+        [{"id": "alice", "password_hash": "plain text"}],
+        [{"id": "alice", "password": "x"}, {"id": "alice", "password": "y"}],
+        [{"id": "alice", "password": "x", "role": "admin"}],
+        {"alice": "x"},
+    ]
+    for people in bad_people:
+        with pytest.raises(ValueError, match="people"):
+            AccessServerSettings.from_toml({**BINDING, "people": people})
+    for name, value in (("session_lifetime", 10), ("code_attempts", 0), ("code_attempts", True)):
+        with pytest.raises(ValueError, match=name):
+            AccessServerSettings.from_toml({**BINDING, name: value})
+    settings = AccessServerSettings.from_toml({**BINDING, "session_lifetime": 600})
+    assert set(settings.people) == {"alice", "bob"} and settings.session_lifetime == 600
+    assert "alice" not in repr(settings)  # the hashes stay out of logs and tracebacks

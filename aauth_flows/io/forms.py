@@ -1,5 +1,6 @@
 """HTML forms for people: strict form reading, browser sessions, password login, CSRF
-tokens and a limit on wrong guesses. Shared by the reference PS and the sample resource.
+tokens, a limit on wrong guesses and the ``[[…people]]`` config tables. Shared by the
+reference PS, the sample resource and the reference AS's ``/bind`` page.
 
 A session is a random id in an ``HttpOnly; Secure; SameSite=Lax`` ``__Host-`` cookie,
 mapped here to the person, a per-session CSRF key, the interaction codes tried so far and
@@ -40,6 +41,7 @@ __all__ = [
     "MemorySessionStore",
     "PasswordLogin",
     "FailureLimiter",
+    "read_people",
 ]
 
 log = structlog.get_logger("aauth.io")
@@ -272,6 +274,44 @@ class PasswordLogin:
         response = self.redirect(to)
         response.delete_cookie(self.cookie, path="/", secure=True, httponly=True, samesite="lax")
         return response
+
+
+def read_people(
+    entries: object,
+    *,
+    what: str,
+    hash_password: Callable[[str], str],
+    verify: Callable[[str | None, str], bool],
+) -> dict[str, str]:
+    """``[[<what>.people]]`` tables (``id`` and ``password_hash``, or ``password``: hashed
+    here, demos only) → id → hash for :class:`PasswordLogin`. ``verify`` (which raises
+    ValueError for a hash it cannot read) checks each hash at load."""
+    if not isinstance(entries, list):
+        raise ValueError(f"[{what}] people must be an array of tables")
+    people: dict[str, str] = {}
+    for n, entry in enumerate(entries):
+        where = f"[[{what}.people]] #{n + 1}"
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"{where}: a table with id and password_hash")
+        extra = sorted(set(entry) - {"id", "password", "password_hash"})
+        if extra:
+            raise ValueError(f"{where}: unknown key {str(extra[0])[:40]!r}")
+        person = entry.get("id")
+        if not isinstance(person, str) or not 0 < len(person) <= 64 or not person.isprintable():
+            raise ValueError(f"{where}: id must be a short printable string")
+        encoded = entry.get("password_hash")
+        if encoded is None and isinstance(entry.get("password"), str):
+            encoded = hash_password(entry["password"])
+        if not isinstance(encoded, str):
+            raise ValueError(f"{where}: password_hash (or password) is required")
+        try:
+            verify(encoded, "")
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from err
+        if person in people:
+            raise ValueError(f"{where}: person {person!r} is listed twice")
+        people[person] = encoded
+    return people
 
 
 # -- a limit on wrong guesses -------------------------------------------------------------

@@ -9,7 +9,11 @@
 - The policy (:class:`ConfiguredPolicy`) grants, for a trusted PS and a known resource,
   the scopes the resource asked for that the configuration allows for that resource;
   anything else is denied. With ``bind_person_server`` the person first binds her PS at
-  the AS once, through ``/bind`` (an interaction page; the demo's sign-in is implicit).
+  the AS once, through ``/bind``: an approval page, so (protocol §8) its approver signs
+  in first (``/login``, ``[[as.people]]``, :mod:`aauth_flows.io.forms`); the code only
+  names the pending request, the signed-in person's form post (a CSRF token bound to her
+  session and that request) approves it, wrong codes are limited per person, and the
+  person who bound a PS is logged and kept (``ConfiguredPolicy.bound_by``).
 
 Machines verify through a blocking key resolver and sign with a possibly blocking key,
 so each request's machine runs in a worker thread.
@@ -21,10 +25,10 @@ import html
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import quote
 
 import structlog
 from attrs import field, frozen
@@ -34,16 +38,24 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from aauth_core.errors import AAuthError
+from aauth_core.errors import AAuthError, MalformedInput
 from aauth_core.http import HttpRequest
 from aauth_core.identifiers import ServerId
-from aauth_core.interaction import bytes_needed, codes_match, generate_code
+from aauth_core.interaction import bytes_needed, generate_code, normalize_code
 from aauth_core.metadata import AccessServerMetadata
 from aauth_core.tokens.claims import DWK_ACCESS
 from aauth_core.urls import https_url
+from aauth_flows.io.forms import (
+    FailureLimiter,
+    MemorySessionStore,
+    PasswordLogin,
+    read_form,
+    read_people,
+)
 from aauth_flows.io.messages import error_response, from_starlette, to_starlette
 from aauth_flows.io.runner import run_machine
 from aauth_flows.io.servers.context import ServerContext, well_known_routes
+from aauth_flows.io.servers.ps_settings import hash_password, verify_password
 from aauth_flows.machines.access_server import (
     AuthTokenExchange,
     PendingRequestReceived,
@@ -68,11 +80,14 @@ from aauth_flows.machines.as_revocation import MAX_DOWNSTREAM_WAIT
 from aauth_flows.machines.engine import Action, Event, Machine, Snapshot
 
 __all__ = [
+    "BindRequest",
     "ResourceGrant",
     "AccessServerSettings",
     "ConfiguredPolicy",
     "PendingExchanges",
     "LockedAccessServerStore",
+    "PAGE_HEADERS",
+    "login_page",
     "build_app",
 ]
 
@@ -132,11 +147,20 @@ def _int(section: Mapping[str, Any], name: str, low: int, high: int) -> int | No
     return value
 
 
+def _people(value: Mapping[str, str]) -> Mapping[str, str]:
+    return dict(value)
+
+
 @frozen(kw_only=True)
 class AccessServerSettings:
     """The ``[as]`` section: ``person_servers`` it trusts, the ``resources`` it grants at
     (``[as.resources."https://…"] scopes = [...]``, optional ``revocation_endpoint``),
-    ``token_lifetime`` (≤ 3600), ``window``, ``retry_after``, ``bind_person_server``."""
+    ``token_lifetime`` (≤ 3600), ``window``, ``retry_after``, ``bind_person_server``.
+
+    ``bind_person_server`` puts an approval page on the AS (``/bind``): it needs
+    ``[[as.people]]`` (``id`` and ``password_hash``, or ``password``) who sign in there
+    for ``session_lifetime`` seconds; ``code_attempts`` wrong codes per person within
+    ``code_window`` seconds are refused with 429."""
 
     person_servers: frozenset[str] = field(converter=_issuer_set)
     resources: Mapping[str, ResourceGrant]
@@ -145,6 +169,11 @@ class AccessServerSettings:
     retry_after: int = 5
     bind_person_server: bool = False
     max_pending: int = 10_000
+    #: who may sign in to the ``/bind`` page: id → scrypt hash (``hash_password``)
+    people: Mapping[str, str] = field(factory=dict, converter=_people, repr=False)
+    session_lifetime: int = 8 * 3600
+    code_attempts: int = 5
+    code_window: int = 600
 
     def __attrs_post_init__(self) -> None:
         for issuer in self.person_servers:
@@ -153,6 +182,17 @@ class AccessServerSettings:
             _check_issuer("resources", issuer)
         if not 0 < self.token_lifetime <= 3600:
             raise ValueError("token_lifetime: auth tokens live 1 s to 1 h")
+        if self.bind_person_server and not self.people:
+            raise ValueError(
+                "bind_person_server needs [[as.people]]: an approval page must "
+                "authenticate its approver (the interaction code alone never authorizes)"
+            )
+        if not 60 <= self.session_lifetime <= 7 * 86400:
+            raise ValueError("session_lifetime: 60 s to 7 days")
+        if not 1 <= self.code_attempts <= 100:
+            raise ValueError("code_attempts: an integer from 1 to 100")
+        if not 1 <= self.code_window <= 86400:
+            raise ValueError("code_window: 1 s to 1 day")
 
     @classmethod
     def from_toml(cls, section: Mapping[str, Any]) -> AccessServerSettings:
@@ -164,6 +204,10 @@ class AccessServerSettings:
             "retry_after",
             "bind_person_server",
             "max_pending",
+            "people",
+            "session_lifetime",
+            "code_attempts",
+            "code_window",
         }
         unknown = sorted(set(section) - known)
         if unknown:
@@ -200,6 +244,9 @@ class AccessServerSettings:
             ("window", 1, 600),
             ("retry_after", 1, 300),
             ("max_pending", 1, 1_000_000),
+            ("session_lifetime", 60, 7 * 86400),
+            ("code_attempts", 1, 100),
+            ("code_window", 1, 86400),
         ):
             value = _int(section, name, low, high)
             if value is not None:
@@ -207,15 +254,42 @@ class AccessServerSettings:
         bind = section.get("bind_person_server", False)
         if not isinstance(bind, bool):
             raise ValueError("bind_person_server: true or false")
-        return cls(person_servers=trusted, resources=resources, bind_person_server=bind, **options)
+        people = read_people(
+            section.get("people", []),
+            what="as",
+            hash_password=hash_password,
+            verify=verify_password,
+        )
+        return cls(
+            person_servers=trusted,
+            resources=resources,
+            bind_person_server=bind,
+            people=people,
+            **options,
+        )
 
 
 # -- the policy -------------------------------------------------------------------------
 
 
+@frozen(kw_only=True)
+class BindRequest:
+    """A pending request waiting for its person to bind ``ps`` at this AS, and what the
+    page shows about it (agent-asserted values: escape them)."""
+
+    pending_url: str
+    code: str = field(repr=False)
+    ps: str
+    agent: str
+    agent_provider: str
+    resource: str
+    scope: str
+
+
 class ConfiguredPolicy:
     """Grant the configured scopes at known resources; with ``bind_person_server``, first
-    an interaction at ``/bind`` (once per Person Server). Thread-safe."""
+    an interaction at ``/bind`` (once per Person Server), approved by a signed-in person.
+    Thread-safe."""
 
     def __init__(
         self, settings: AccessServerSettings, issuer: str, random: Callable[[int], bytes]
@@ -225,8 +299,11 @@ class ConfiguredPolicy:
         self._random = random
         self._lock = threading.Lock()
         self.bound: set[str] = set()
-        #: pending URL → (interaction code, the PS to bind)
-        self._codes: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        #: the PS → the person who bound it
+        self.bound_by: dict[str, str] = {}
+        #: pending URL → its bind request; normalised code → pending URL
+        self._requests: OrderedDict[str, BindRequest] = OrderedDict()
+        self._codes: dict[str, str] = {}
 
     def decide(self, request: PolicyRequest) -> Decision:
         grant = self._settings.resources.get(request.resource.iss)
@@ -235,9 +312,7 @@ class ConfiguredPolicy:
         if self._settings.bind_person_server and request.pending_url is not None:
             with self._lock:
                 if request.ps not in self.bound:
-                    return RequireInteraction(
-                        url=self._bind_url, code=self._code(request.pending_url, request.ps)
-                    )
+                    return RequireInteraction(url=self._bind_url, code=self._code(request))
         asked = request.resource.scopes
         if not asked:
             return Grant()
@@ -246,33 +321,50 @@ class ConfiguredPolicy:
             return Deny(detail="none of the requested scopes is granted at this resource")
         return Grant(scope=" ".join(sorted(allowed)))
 
-    def _code(self, pending_url: str, ps: str) -> str:
-        known = self._codes.get(pending_url)
+    def _code(self, request: PolicyRequest) -> str:
+        url = request.pending_url or ""
+        known = self._requests.get(url)
         if known is not None:
-            return known[0]
+            return known.code
         code = generate_code(self._random(bytes_needed()))
-        self._codes[pending_url] = (code, ps)
-        while len(self._codes) > self._settings.max_pending:
-            self._codes.popitem(last=False)
+        self._requests[url] = BindRequest(
+            pending_url=url,
+            code=code,
+            ps=request.ps,
+            agent=str(request.agent.sub),
+            agent_provider=request.agent.iss,
+            resource=request.resource.iss,
+            scope=request.resource.scope or "",
+        )
+        self._codes[normalize_code(code)] = url
+        while len(self._requests) > self._settings.max_pending:
+            _, old = self._requests.popitem(last=False)
+            self._codes.pop(normalize_code(old.code), None)
         return code
 
-    def person_server_for(self, code: str) -> str | None:
-        """The PS a pending interaction ``code`` would bind (None: no such code)."""
+    def find(self, code: str) -> BindRequest | None:
+        """The request an interaction ``code`` names (None: malformed, unknown or used)."""
+        try:
+            key = normalize_code(code)
+        except MalformedInput:
+            return None
         with self._lock:
-            for known, ps in self._codes.values():
-                if codes_match(known, code):
-                    return ps
-        return None
+            url = self._codes.get(key)
+            return None if url is None else self._requests.get(url)
 
-    def bind(self, code: str) -> str | None:
-        """The person completed the interaction for ``code``: bind its PS."""
+    def bind(self, code: str, *, pending_url: str, person: str) -> BindRequest | None:
+        """``person`` approved the request at ``pending_url`` that ``code`` names: bind its
+        PS. The code is used up; None if it no longer names that request."""
+        found = self.find(code)
         with self._lock:
-            for url, (known, ps) in list(self._codes.items()):
-                if codes_match(known, code):
-                    self.bound.add(ps)
-                    del self._codes[url]
-                    return ps
-        return None
+            if found is None or found.pending_url != pending_url:
+                return None
+            if self._requests.pop(pending_url, None) is None:  # used in between
+                return None
+            self._codes.pop(normalize_code(found.code), None)
+            self.bound.add(found.ps)
+            self.bound_by[found.ps] = person
+            return found
 
 
 # -- state shared between requests ------------------------------------------------------------
@@ -331,29 +423,88 @@ class PendingExchanges:
 # -- the app -----------------------------------------------------------------------------------
 
 
-def _bind_page(issuer: str, code: str, ps: str | None, done: bool = False) -> HTMLResponse:
-    title = "Bind your Person Server"
-    if done:
-        text = f"<p>Done: {html.escape(ps or '')} is bound at this Access Server.</p>"
-    elif not code:
-        text = (
-            f'<form method="get" action="{BIND_PATH}"><label>Code '
-            '<input name="code" autocomplete="off"></label>'
-            '<button type="submit">Continue</button></form>'
-        )
-    elif ps is None:
-        text = "<p>This code is unknown or already used.</p>"
-    else:
-        text = (
-            f"<p>Allow <b>{html.escape(ps)}</b> to request access for you at "
-            f"{html.escape(issuer)}?</p>"
-            f'<form method="post" action="{BIND_PATH}">'
-            f'<input type="hidden" name="code" value="{html.escape(code)}">'
-            '<button type="submit">Bind</button></form>'
-        )
-    body = f"<!doctype html><title>{title}</title><h1>{title}</h1>{text}"
-    status = 404 if code and not done and ps is None else 200
-    return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+#: every page: no script at all, no framing, no caching, no Referer (the code is in URLs)
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+#: ``__Host-``: Secure, Path=/, no Domain (a sibling host cannot set it)
+COOKIE = "__Host-aauth-as"
+LOGIN_COOKIE = "__Host-aauth-as-login"  # the login form's pre-session CSRF value
+#: one answer for a malformed, unknown, expired or used code (no oracle)
+UNKNOWN_CODE = "This code is unknown, expired or already used."
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _hidden(name: str, value: str) -> str:
+    return f'<input type=hidden name="{_e(name)}" value="{_e(value)}">'
+
+
+def _page(title: str, body: str, *, status: int = 200) -> Response:
+    """A complete page; ``body`` is markup built here from escaped values."""
+    text = (
+        "<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
+        f"<title>{_e(title)}</title></head><body><h1>{_e(title)}</h1>{body}</body></html>\n"
+    )
+    return HTMLResponse(text, status_code=status, headers=PAGE_HEADERS)
+
+
+def _message(title: str, text: str, *, status: int = 200) -> Response:
+    return _page(title, f"<p>{_e(text)}</p>", status=status)
+
+
+def login_page(
+    *, next_url: str = "", nonce: str, error: str | None = None, status: int = 200
+) -> Response:
+    """The AS's sign-in form (a :data:`~aauth_flows.io.forms.LoginPage`)."""
+    problem = f"<p role=alert>{_e(error)}</p>" if error else ""
+    body = (
+        f"{problem}<form method=post action=/login>{_hidden('next', next_url)}"
+        f"{_hidden('nonce', nonce)}"
+        "<p><label>Id <input name=person autocomplete=username required></label></p>"
+        "<p><label>Password <input type=password name=password "
+        "autocomplete=current-password required></label></p>"
+        "<p><button type=submit>Sign in</button></p></form>"
+    )
+    return _page("Sign in to the Access Server", body, status=status)
+
+
+def _code_page(person: str, *, error: str | None = None, status: int = 200) -> Response:
+    problem = f"<p role=alert>{_e(error)}</p>" if error else ""
+    body = (
+        f"<p>Signed in as <strong>{_e(person)}</strong>.</p>{problem}"
+        f"<form method=get action={BIND_PATH}><p><label>Code "
+        "<input name=code autocomplete=off maxlength=64 required></label></p>"
+        "<p><button type=submit>Continue</button></p></form>"
+    )
+    return _page("Bind your Person Server", body, status=status)
+
+
+def _confirm_page(issuer: str, person: str, found: BindRequest, code: str, csrf: str) -> Response:
+    rows = [
+        ("Person Server", found.ps),
+        ("Agent", found.agent),
+        ("Agent provider", found.agent_provider),
+        ("Resource", found.resource),
+        ("Access asked for", found.scope or "(no scope)"),
+    ]
+    listing = "".join(f"<dt>{_e(k)}</dt><dd><code>{_e(v)}</code></dd>" for k, v in rows)
+    body = (
+        f"<p>Signed in as <strong>{_e(person)}</strong>.</p>"
+        f"<p>Allow <strong>{_e(found.ps)}</strong> to request access for you at "
+        f"{_e(issuer)}?</p><dl>{listing}</dl>"
+        f"<form method=post action={BIND_PATH}>{_hidden('code', code)}{_hidden('csrf', csrf)}"
+        "<p><button type=submit>Bind</button></p></form>"
+    )
+    return _page("Bind your Person Server", body)
 
 
 def build_app(context: ServerContext, settings: AccessServerSettings) -> Starlette:
@@ -453,21 +604,70 @@ def build_app(context: ServerContext, settings: AccessServerSettings) -> Starlet
 
         return serve
 
+    logins = PasswordLogin(
+        people=settings.people,
+        sessions=MemorySessionStore(lifetime=settings.session_lifetime),
+        cookie=COOKIE,
+        login_cookie=LOGIN_COOKIE,
+        page=login_page,
+        verify=verify_password,
+        default_next=BIND_PATH,
+        headers=PAGE_HEADERS,
+    )
+    wrong_codes = FailureLimiter(limit=settings.code_attempts, window=settings.code_window)
+
+    def for_people(handler: Callable[[Request], Awaitable[Response]]) -> Callable[..., Any]:
+        async def serve(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except AAuthError as err:
+                return _message("Something is wrong", err.detail, status=err.status)
+
+        return serve
+
+    def wrong_code(person: str) -> Response:
+        wrong_codes.fail(person)
+        log.info("aauth.as.bind_code_refused", person=person)
+        return _code_page(person, error=UNKNOWN_CODE, status=404)
+
+    def too_many() -> Response:
+        return _message("Too many codes", "Too many wrong codes: try again later.", status=429)
+
     async def bind_page(request: Request) -> Response:
-        code = request.query_params.get("code", "")
-        return _bind_page(issuer, code, policy.person_server_for(code) if code else None)
+        session = logins.current(request)
+        if session is None:
+            return logins.to_login(request)
+        person = session.person
+        code = request.query_params.get("code", "").strip()[:64]
+        if not code:
+            return _code_page(person)
+        if wrong_codes.blocked(person):
+            return too_many()
+        found = policy.find(code)
+        if found is None:
+            return wrong_code(person)
+        csrf = session.csrf_token("bind", found.pending_url)
+        return _confirm_page(issuer, person, found, code, csrf)
 
     async def bind(request: Request) -> Response:
-        try:
-            received = await from_starlette(request, origin=issuer, max_body=4096)
-        except AAuthError as err:
-            return error_response(err)
-        form = parse_qs(received.body.decode("latin-1"))
-        code = form.get("code", [""])[0]
-        ps = policy.bind(code) if code else None
-        if ps is not None:
-            log.info("aauth.as.bound", ps=ps)
-        return _bind_page(issuer, code, ps, done=ps is not None)
+        session = logins.current(request)
+        if session is None:
+            return logins.redirect(f"{logins.login_path}?next={quote(BIND_PATH, safe='')}")
+        person = session.person
+        form = await read_form(request, max_bytes=4096, max_fields=4)
+        if wrong_codes.blocked(person):
+            return too_many()
+        code = form.get("code", "").strip()[:64]
+        found = policy.find(code) if code else None
+        if found is None:
+            return wrong_code(person)
+        if not session.csrf_ok(form.get("csrf"), "bind", found.pending_url):
+            return _message("Form expired", "Reload the page and try again.", status=403)
+        bound = policy.bind(code, pending_url=found.pending_url, person=person)
+        if bound is None:  # used in between: the same answer as any other spent code
+            return _code_page(person, error=UNKNOWN_CODE, status=404)
+        log.info("aauth.as.bound", ps=bound.ps, person=person)
+        return _message("Bound", f"Done: {bound.ps} is bound at this Access Server.")
 
     routes = [
         *well_known_routes(context, DWK_ACCESS, metadata),
@@ -477,11 +677,14 @@ def build_app(context: ServerContext, settings: AccessServerSettings) -> Starlet
     ]
     if settings.bind_person_server:
         routes += [
-            Route(BIND_PATH, bind_page, methods=["GET"]),
-            Route(BIND_PATH, bind, methods=["POST"]),
+            Route("/login", for_people(logins.show), methods=["GET"]),
+            Route("/login", for_people(logins.submit), methods=["POST"]),
+            Route(BIND_PATH, for_people(bind_page), methods=["GET"]),
+            Route(BIND_PATH, for_people(bind), methods=["POST"]),
         ]
     app = Starlette(routes=routes)
     app.state.store = store
     app.state.policy = policy
     app.state.pending = pending
+    app.state.logins = logins
     return app
