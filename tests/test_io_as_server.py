@@ -42,8 +42,8 @@ from aauth_core.tokens import (
 )
 from aauth_flows.io import egress
 from aauth_flows.io.messages import send
+from aauth_flows.io.passwords import hash_password
 from aauth_flows.io.servers.access import AccessServerSettings, build_app
-from aauth_flows.io.servers.ps_settings import hash_password
 
 AS = "https://as.aauth.test"
 PS = "https://ps.aauth.test"

@@ -220,7 +220,7 @@ def test_settings_from_toml() -> None:
         ({"max_body": 0}, "max_body"),
         ({"people": {"id": "alice"}}, "array of tables"),
         ({"people": [{"id": "alice"}]}, "password_hash"),
-        ({"people": [{"id": "", "password": "x"}]}, "short string"),
+        ({"people": [{"id": "", "password": "x"}]}, "short printable string"),
         ({"people": [{"id": "alice", "password_hash": "md5$x"}]}, "scrypt"),
         ({"people": [{"id": "a", "password": "x"}, {"id": "a", "password": "y"}]}, "twice"),
         ({"people": [{"id": "alice", "password": "x", "role": "admin"}]}, "unknown"),

@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from aauth_core.errors import AAuthError
+from aauth_flows.io.passwords import hash_password, verify_password
 
 __all__ = [
     "FormError",
@@ -276,16 +277,9 @@ class PasswordLogin:
         return response
 
 
-def read_people(
-    entries: object,
-    *,
-    what: str,
-    hash_password: Callable[[str], str],
-    verify: Callable[[str | None, str], bool],
-) -> dict[str, str]:
+def read_people(entries: object, *, what: str) -> dict[str, str]:
     """``[[<what>.people]]`` tables (``id`` and ``password_hash``, or ``password``: hashed
-    here, demos only) → id → hash for :class:`PasswordLogin`. ``verify`` (which raises
-    ValueError for a hash it cannot read) checks each hash at load."""
+    here, demos only) → id → hash for :class:`PasswordLogin`; each hash is checked at load."""
     if not isinstance(entries, list):
         raise ValueError(f"[{what}] people must be an array of tables")
     people: dict[str, str] = {}
@@ -305,7 +299,7 @@ def read_people(
         if not isinstance(encoded, str):
             raise ValueError(f"{where}: password_hash (or password) is required")
         try:
-            verify(encoded, "")
+            verify_password(encoded, "")  # ValueError for a hash it cannot read
         except ValueError as err:
             raise ValueError(f"{where}: {err}") from err
         if person in people:

@@ -53,9 +53,9 @@ from aauth_flows.io.forms import (
     read_people,
 )
 from aauth_flows.io.messages import error_response, from_starlette, to_starlette
+from aauth_flows.io.passwords import verify_password
 from aauth_flows.io.runner import run_machine
 from aauth_flows.io.servers.context import ServerContext, well_known_routes
-from aauth_flows.io.servers.ps_settings import hash_password, verify_password
 from aauth_flows.machines.access_server import (
     AuthTokenExchange,
     PendingRequestReceived,
@@ -257,8 +257,6 @@ class AccessServerSettings:
         people = read_people(
             section.get("people", []),
             what="as",
-            hash_password=hash_password,
-            verify=verify_password,
         )
         return cls(
             person_servers=trusted,

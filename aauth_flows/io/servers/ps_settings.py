@@ -1,17 +1,13 @@
 """The reference Person Server's own settings (the ``[ps]`` section of a server config).
 
 People log in to the demo PS with an id and a password; only a scrypt hash is kept
-(:func:`hash_password`), and :func:`verify_password` compares in constant time. The
+(:func:`~aauth_flows.io.passwords.hash_password`, re-exported here). The
 directed-``sub`` secret comes from the config (inline or from a file) and never reaches
 ``repr`` or a log line.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +16,8 @@ from attrs import field, frozen
 
 from aauth_core.errors import AAuthError
 from aauth_core.identifiers import ServerId
+from aauth_flows.io.forms import read_people
+from aauth_flows.io.passwords import hash_password, verify_password
 
 __all__ = [
     "PersonServerSettings",
@@ -33,52 +31,7 @@ __all__ = [
 #: ``/approvals`` page once they log in (§5.4 ``requirement=approval``).
 CONSENT_MODES = ("interaction", "approval")
 
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 _MIN_SECRET = 32
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def hash_password(password: str, *, salt: bytes | None = None) -> str:
-    """``scrypt$N$r$p$salt$hash`` for ``password`` (a fresh 16-byte salt by default)."""
-    salt = os.urandom(16) if salt is None else salt
-    digest = hashlib.scrypt(
-        password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32
-    )
-    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${_b64(salt)}${_b64(digest)}"
-
-
-def _parse_hash(encoded: str) -> tuple[int, int, int, bytes, bytes]:
-    parts = encoded.split("$")
-    if len(parts) != 6 or parts[0] != "scrypt":
-        raise ValueError("a password hash is scrypt$N$r$p$salt$hash (see hash_password)")
-    n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
-    if not (2 <= n <= 2**20 and 1 <= r <= 32 and 1 <= p <= 16):
-        raise ValueError("scrypt parameters out of range")
-    return n, r, p, _unb64(parts[4]), _unb64(parts[5])
-
-
-#: Compared against when the id is unknown, so a wrong id costs what a wrong password does.
-_DUMMY = hash_password("not a password", salt=b"\0" * 16)
-
-
-def verify_password(encoded: str | None, password: str) -> bool:
-    """Whether ``password`` matches ``encoded`` (``None``: unknown person, always False
-    after the same work)."""
-    n, r, p, salt, expected = _parse_hash(encoded if encoded is not None else _DUMMY)
-    try:
-        digest = hashlib.scrypt(
-            password.encode(), salt=salt, n=n, r=r, p=p, dklen=len(expected), maxmem=2**26
-        )
-    except (ValueError, UnicodeEncodeError):
-        return False
-    return hmac.compare_digest(digest, expected) and encoded is not None
 
 
 def _people(value: Mapping[str, str]) -> Mapping[str, str]:
@@ -86,7 +39,7 @@ def _people(value: Mapping[str, str]) -> Mapping[str, str]:
     for person, encoded in checked.items():
         if not person or len(person) > 64 or not person.isprintable():
             raise ValueError(f"person id {person[:64]!r} is not a short printable string")
-        _parse_hash(encoded)
+        verify_password(encoded, "")  # ValueError for a hash it cannot read
     return checked
 
 
@@ -175,21 +128,10 @@ class PersonServerSettings:
         if unknown:
             raise ValueError(f"unknown [ps] settings: {', '.join(unknown)}")
         secret = _secret(data.pop("sub_secret", None), data.pop("sub_secret_file", None))
-        people: dict[str, str] = {}
         entries = data.pop("people", [])
         if not isinstance(entries, list) or not entries:
             raise ValueError("[ps] needs at least one [[ps.people]] entry")
-        for entry in entries:
-            if not isinstance(entry, Mapping) or not isinstance(entry.get("id"), str):
-                raise ValueError("each [[ps.people]] entry needs a string id")
-            encoded = entry.get("password_hash")
-            if encoded is None and isinstance(entry.get("password"), str):
-                encoded = hash_password(entry["password"])
-            if not isinstance(encoded, str):
-                raise ValueError(f"person {entry['id']!r} needs password_hash (or password)")
-            if entry["id"] in people:
-                raise ValueError(f"person {entry['id']!r} is listed twice")
-            people[entry["id"]] = encoded
+        people = read_people(entries, what="ps")
         for name in ("scopes_supported", "revocation_issuers", "access_servers"):
             if name in data:
                 value = data[name]

@@ -57,14 +57,14 @@ from starlette.routing import Route as WebRoute
 
 from aauth_core.errors import AAuthError
 from aauth_core.identifiers import ServerId
-from aauth_flows.io.forms import MemorySessionStore, PasswordLogin
+from aauth_flows.io.forms import MemorySessionStore, PasswordLogin, read_people
 from aauth_flows.io.messages import error_response
+from aauth_flows.io.passwords import verify_password
 from aauth_flows.io.replay import MemoryReplayCache
 from aauth_flows.io.resource_asgi import AAuthMiddleware, AAuthResource
 from aauth_flows.io.resource_caller import Caller, caller_of
 from aauth_flows.io.resource_page import PAGE_HEADERS, login_page, outcome_page
 from aauth_flows.io.servers.context import ServerContext
-from aauth_flows.io.servers.ps_settings import hash_password, verify_password
 from aauth_flows.machines.resource import AccessMode, Route
 from aauth_flows.machines.wire import MAX_BODY
 
@@ -205,37 +205,9 @@ class ResourceSettings:
             identities=tuple(identities),
             replay=replay,
             max_body=max_body,
-            people=_people(table.get("people", [])),
+            people=read_people(table.get("people", []), what="resource"),
             session_lifetime=lifetime,
         )
-
-
-def _people(entries: object) -> dict[str, str]:
-    """``[[resource.people]]``: ``id`` and ``password_hash`` (or ``password``, hashed here)."""
-    if not isinstance(entries, list):
-        raise ValueError("[resource] people must be an array of tables")
-    people: dict[str, str] = {}
-    for n, item in enumerate(entries):
-        what = f"[[resource.people]] #{n + 1}"
-        entry = _table(item, what, frozenset({"id", "password", "password_hash"}))
-        person = entry.get("id")
-        if not isinstance(person, str) or not person or len(person) > 64:
-            raise ValueError(f"{what}: id must be a short string")
-        if not person.isprintable():
-            raise ValueError(f"{what}: id must be printable")
-        encoded = entry.get("password_hash")
-        if encoded is None and isinstance(entry.get("password"), str):
-            encoded = hash_password(entry["password"])
-        if not isinstance(encoded, str):
-            raise ValueError(f"{what}: password_hash (or password) is required")
-        try:
-            verify_password(encoded, "")  # the hash must be one verify_password reads
-        except ValueError as err:
-            raise ValueError(f"{what}: {err}") from err
-        if person in people:
-            raise ValueError(f"{what}: person {person!r} is listed twice")
-        people[person] = encoded
-    return people
 
 
 # -- the calendar --------------------------------------------------------------------------
