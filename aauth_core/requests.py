@@ -22,6 +22,7 @@ from attrs import field, frozen
 
 from aauth_core.algorithms import DEFAULT_ALGS, Alg
 from aauth_core.errors import (
+    LocalProtocolError,
     SignatureErrorCode,
     SignatureFailure,
     TokenError,
@@ -229,9 +230,13 @@ class RequestVerifier:
         headers = request.headers
         selected = read_signature(headers, label)
         raw_key = headers.get("signature-key")
-        assert raw_key is not None  # read_signature requires it
+        if raw_key is None:
+            raise LocalProtocolError(
+                "broken invariant: read_signature let a missing Signature-Key by"
+            )
         scheme = select(raw_key, selected.label, accepted_schemes=("jwt",))
-        assert isinstance(scheme, JwtScheme)  # select admits only the accepted schemes
+        if not isinstance(scheme, JwtScheme):
+            raise LocalProtocolError("broken invariant: select returned a scheme not accepted")
         verified = self._token(scheme.jwt, now)
         key = self._bound_key(verified)
         signature = verify_selected(

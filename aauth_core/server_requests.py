@@ -15,7 +15,13 @@ from collections.abc import Collection
 from attrs import field, frozen
 
 from aauth_core.algorithms import DEFAULT_ALGS, Alg
-from aauth_core.errors import AAuthError, InvalidIdentifier, SignatureFailure, UnsupportedAlgorithm
+from aauth_core.errors import (
+    AAuthError,
+    InvalidIdentifier,
+    LocalProtocolError,
+    SignatureFailure,
+    UnsupportedAlgorithm,
+)
 from aauth_core.http import HttpRequest
 from aauth_core.httpsig.sign import AAUTH_COMPONENTS, sign_request
 from aauth_core.httpsig.verify import (
@@ -65,9 +71,11 @@ def verify_server_request(
     """
     selected = read_signature(request.headers, None)
     raw_key = request.headers.get("signature-key")
-    assert raw_key is not None  # read_signature requires it
+    if raw_key is None:
+        raise LocalProtocolError("broken invariant: read_signature let a missing Signature-Key by")
     scheme = select(raw_key, selected.label, accepted_schemes=("jwks_uri",))
-    assert isinstance(scheme, JwksUriScheme)
+    if not isinstance(scheme, JwksUriScheme):
+        raise LocalProtocolError("broken invariant: select returned a scheme not accepted")
     try:
         issuer = str(ServerId.parse(scheme.id))
     except InvalidIdentifier as exc:

@@ -44,7 +44,8 @@ def parse_ref(
     if not ref.lower().startswith("pkcs11:"):
         return None, check_key_name(ref), None
     uri = parse_key_ref(ref)
-    assert isinstance(uri, Pkcs11Uri)
+    if not isinstance(uri, Pkcs11Uri):  # a pkcs11: reference parses to a Pkcs11Uri
+        raise InvalidKeyReference("not a pkcs11: key reference", ref=ref)
     if uri.token is not None and uri.token != token_label:
         raise InvalidKeyReference(f"the reference names another token than {token_name}", ref=ref)
     serial = uri.get("serial")

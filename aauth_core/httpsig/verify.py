@@ -21,7 +21,7 @@ from functools import lru_cache
 
 from attrs import field, frozen
 
-from aauth_core.errors import SignatureErrorCode, SignatureFailure
+from aauth_core.errors import LocalProtocolError, SignatureErrorCode, SignatureFailure
 from aauth_core.http import Headers, HttpRequest, HttpResponse
 from aauth_core.httpsig.base import build_signature_base, encode_base
 from aauth_core.httpsig.components import Component, ComponentError, MessageParts
@@ -147,11 +147,13 @@ def time_failure(
 
 
 def _check_time(params: SignatureParams, now: int, window: int) -> int:
-    failure = time_failure(params.created, params.expires, now, window)
+    created = params.created
+    failure = time_failure(created, params.expires, now, window)
     if failure is not None:
         raise failure
-    assert params.created is not None
-    return params.created
+    if created is None:  # time_failure refuses a missing created: unreachable
+        raise LocalProtocolError("broken invariant: time_failure accepted a missing created")
+    return created
 
 
 def verify_selected(

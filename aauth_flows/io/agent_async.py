@@ -14,7 +14,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
-from typing import Any
+from typing import Any, assert_never
 
 import httpx
 
@@ -43,6 +43,7 @@ from aauth_flows.io.agent_common import (
 from aauth_flows.machines.actions import ShowInteraction
 from aauth_flows.machines.agent import AgentFlow
 from aauth_flows.machines.agent_credentials import REFRESH_MARGIN, CredentialStore
+from aauth_flows.machines.engine import require
 
 __all__ = ["AsyncAgentClient"]
 
@@ -169,11 +170,12 @@ class AsyncAgentClient:
                 await shown
             return None
         if isinstance(op, Ask):
-            ask = self._on_question
-            assert ask is not None
+            # call_steps asks only when can_ask, i.e. when on_question was given
+            ask = require(self._on_question, "the on_question callback")
             if inspect.iscoroutinefunction(ask):
                 return await ask(op.question)
             return await asyncio.to_thread(ask, op.question)
-        assert isinstance(op, Sleep)
-        await self._sleep(op.seconds)
-        return None
+        if isinstance(op, Sleep):
+            await self._sleep(op.seconds)
+            return None
+        assert_never(op)

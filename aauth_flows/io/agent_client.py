@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
-from typing import Any
+from typing import Any, assert_never
 
 import httpx
 
@@ -40,6 +40,7 @@ from aauth_flows.io.agent_common import (
 from aauth_flows.machines.actions import ShowInteraction
 from aauth_flows.machines.agent import AgentFlow
 from aauth_flows.machines.agent_credentials import REFRESH_MARGIN, CredentialStore
+from aauth_flows.machines.engine import require
 
 __all__ = ["AgentClient"]
 
@@ -167,8 +168,9 @@ class AgentClient:
             self._on_interaction(op.interaction)
             return None
         if isinstance(op, Ask):
-            assert self._on_question is not None
-            return self._on_question(op.question)
-        assert isinstance(op, Sleep)
-        self._sleep(op.seconds)
-        return None
+            # call_steps asks only when can_ask, i.e. when on_question was given
+            return require(self._on_question, "the on_question callback")(op.question)
+        if isinstance(op, Sleep):
+            self._sleep(op.seconds)
+            return None
+        assert_never(op)

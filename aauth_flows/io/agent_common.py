@@ -56,7 +56,7 @@ from aauth_flows.machines.agent import (
     StartCall,
 )
 from aauth_flows.machines.agent_credentials import REFRESH_MARGIN, CredentialStore
-from aauth_flows.machines.engine import Event
+from aauth_flows.machines.engine import Event, narrow, require
 from aauth_flows.machines.pending import PendingInputNeeded, PostAnswer, clarification_response
 from aauth_flows.machines.signing import SigningKey
 
@@ -235,8 +235,8 @@ def call_steps(
             elif isinstance(action, Wait):
                 waits.append(action)
             elif isinstance(action, Deliver):
-                assert isinstance(action.result, CallResult)
-                return Outcome(store=action.result.store, result=action.result)
+                result = narrow(action.result, CallResult, "what the agent machine delivered")
+                return Outcome(store=result.store, result=result)
             elif isinstance(action, Fail):
                 error = action.error
                 if timed_out:
@@ -397,9 +397,9 @@ class AgentCore:
         if outcome.error is not None:
             log.info("aauth.agent.failed", code=outcome.error.code, status=outcome.error.status)
             raise outcome.error
-        assert outcome.result is not None
+        result = require(outcome.result, "the outcome's result")  # error is None: result is set
         request = flow.data.request
-        return to_httpx_response(outcome.result.response, request)
+        return to_httpx_response(result.response, request)
 
 
 #: Framing headers that described the body on the wire, not the decoded body we hold.

@@ -227,10 +227,12 @@ class Stack:
 
     def _wait_ready(self, server: Server) -> None:
         process = self.processes[server.role]
-        assert process.stdout is not None
+        stdout = process.stdout
+        if stdout is None:  # start() opens every server with stdout=PIPE
+            raise RuntimeError(f"aauth serve {server.role} has no stdout pipe")
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
-            line = process.stdout.readline()
+            line = stdout.readline()
             if not line and process.poll() is not None:
                 break
             if f"aauth {server.role} serving" in line:

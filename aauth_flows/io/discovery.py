@@ -70,6 +70,7 @@ from aauth_core.metadata import (
 )
 from aauth_flows.io.egress import EgressRefused
 from aauth_flows.io.messages import send
+from aauth_flows.machines.engine import narrow
 
 __all__ = ["Discovery", "DEFAULT_TTL", "MAX_BACKOFF", "MAX_DOCUMENT_BYTES"]
 
@@ -245,8 +246,8 @@ class Discovery:
 
     def _typed(self, issuer: str, cls: type[M]) -> M:
         typed = self._document(issuer, cls.dwk.value).typed
-        assert isinstance(typed, cls)  # the entry for cls.dwk holds a cls
-        return typed
+        # the entry for cls.dwk was parsed with METADATA_TYPES[cls.dwk], i.e. cls
+        return narrow(typed, cls, f"the cached {cls.dwk.value} document")
 
     def _document(self, issuer: str, dwk: str, *, refresh: bool = False) -> _Document:
         url = self._well_known_url(issuer, dwk)

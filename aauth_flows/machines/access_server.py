@@ -225,8 +225,7 @@ class AuthTokenExchange(Machine[ExchangeState, ExchangeData]):
     def _decide(
         self, data: ExchangeData, at: int, nonce: bytes, *, pending_id: bytes | None
     ) -> Step[ExchangeState, ExchangeData]:
-        context = data.context
-        assert context is not None
+        context = need(data.context, "the verified request")
         pending_url = data.pending_url
         if pending_url is None and pending_id is not None:
             pending_url = f"{self._config.pending_base}/{b64url_encode(pending_id)}"
@@ -238,15 +237,15 @@ class AuthTokenExchange(Machine[ExchangeState, ExchangeData]):
         if isinstance(decision, Deny):
             denied = AAuthError(decision.detail, code="denied", status=403)
             return step(X.REFUSED, data, [Respond(response=problem_response(denied))])
-        assert pending_url is not None
+        # a new request comes with pending_id, a polled one has its pending_url
+        pending_url = need(pending_url, "the pending URL")
         data, response = pending_answer(data, decision, pending_url, self._config.retry_after)
         return step(X.PENDING, data, [Respond(response=response)])
 
     def _mint(
         self, data: ExchangeData, grant: Grant, at: int, nonce: bytes
     ) -> Step[ExchangeState, ExchangeData]:
-        context = data.context
-        assert context is not None
+        context = need(data.context, "the verified request")
         claims = auth_token_claims(self._config, context, grant, at, nonce)
         to_sign = signing_input(self._config.signing_key, lambda s: mint_token(claims, s))
         key = self._config.signing_key

@@ -120,7 +120,16 @@ from aauth_flows.machines.agent_requests import (
     resource_request,
 )
 from aauth_flows.machines.agent_selection import choose, forget, person_server
-from aauth_flows.machines.engine import Action, Event, Machine, Step, handles, table
+from aauth_flows.machines.engine import (
+    Action,
+    Event,
+    Machine,
+    Step,
+    handles,
+    narrow,
+    require,
+    table,
+)
 from aauth_flows.machines.pending import (
     Accepted,
     PendingData,
@@ -444,8 +453,9 @@ class AgentFlow(Machine[AgentState, AgentData]):
             )
             return self._advance(again, at)
         if kind is RequirementType.AUTH_TOKEN:
-            assert requirement.resource_token is not None
-            return self._challenge(data, requirement.resource_token, at, parked=None)
+            # Requirement: an auth-token requirement always carries its resource token
+            token = require(requirement.resource_token, "the auth-token requirement's token")
+            return self._challenge(data, token, at, parked=None)
         return _fail(
             data,
             AAuthError(
@@ -667,8 +677,11 @@ class AgentFlow(Machine[AgentState, AgentData]):
         data = evolve(data, poller=slot)
         passed: list[Action] = [a for a in actions if not isinstance(a, Deliver | Fail)]
         if poller.state is PendingState.DONE:
-            outcome = next(a.result for a in actions if isinstance(a, Deliver))
-            assert isinstance(outcome, PendingOutcome)
+            outcome = narrow(
+                next(a.result for a in actions if isinstance(a, Deliver)),
+                PendingOutcome,
+                "what the pending poller delivered",
+            )
             step = self._settled(data, slot.exchange, outcome.response, at)
             return _step(state=step.state, data=step.data, actions=(*passed, *step.actions))
         if poller.state in (PendingState.FAILED, PendingState.CANCELLED):
@@ -685,8 +698,8 @@ class AgentFlow(Machine[AgentState, AgentData]):
                     "only a resource defers delivery with requirement=auth-token",
                     code="invalid_response",
                 )
-            assert requirement.resource_token is not None
-            step = self._challenge(data, requirement.resource_token, at, parked=slot)
+            token = require(requirement.resource_token, "the auth-token requirement's token")
+            step = self._challenge(data, token, at, parked=slot)
             kept = [a for a in passed if not isinstance(a, PendingInputNeeded)]
             return _step(state=step.state, data=step.data, actions=(*kept, *step.actions))
         if poller.state is PendingState.WAITING and requirement is not None:

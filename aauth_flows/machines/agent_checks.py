@@ -26,6 +26,7 @@ from aauth_core.tokens.claims import (
 )
 from aauth_core.tokens.verify import KeyResolver, verify_token
 from aauth_flows.machines.agent_credentials import CachedToken
+from aauth_flows.machines.engine import narrow
 
 __all__ = [
     "read_token",
@@ -76,8 +77,11 @@ def _same_key(a: PublicJwk | None, b: PublicJwk) -> bool:
 
 def check_agent_token(token: str, *, key: PublicJwk, now: int) -> CachedToken:
     """The AP's answer to a refresh: an agent token bound to our key, not expired."""
-    claims = read_token(token, TokenType.AGENT, what="agent_token", keys=None, now=now)
-    assert isinstance(claims, AgentTokenClaims)
+    claims = narrow(
+        read_token(token, TokenType.AGENT, what="agent_token", keys=None, now=now),
+        AgentTokenClaims,
+        "the agent token claims",
+    )
     if not _same_key(claims.cnf.jwk, key):
         raise _fail("agent_token", "cnf.jwk is not the agent's key")
     return CachedToken.parse(token)
@@ -95,8 +99,11 @@ def check_person_token(
 ) -> CachedToken:
     """The PS's person token: ``aud`` = the resource, ``cnf`` = our key, ``iss`` = our PS,
     the mission asked for."""
-    claims = read_token(token, TokenType.PERSON, what="person_token", keys=keys, now=now)
-    assert isinstance(claims, PersonTokenClaims)
+    claims = narrow(
+        read_token(token, TokenType.PERSON, what="person_token", keys=keys, now=now),
+        PersonTokenClaims,
+        "the person token claims",
+    )
     if claims.aud != resource:
         raise _fail("person_token", f"aud {claims.aud!r} is not {resource!r}")
     if claims.iss != ps:
@@ -121,8 +128,11 @@ def check_resource_token(
     """The resource token of a challenge (§2.5 agent-side check): ``iss`` = the resource
     called, ``agent_jkt`` = our key, ``aud`` a server (the PS or an AS), ``ps`` = our PS,
     ``sub`` / ``presented_jti`` = those of the token we presented, not expired."""
-    claims = read_token(token, TokenType.RESOURCE, what="resource_token", keys=keys, now=now)
-    assert isinstance(claims, ResourceTokenClaims)
+    claims = narrow(
+        read_token(token, TokenType.RESOURCE, what="resource_token", keys=keys, now=now),
+        ResourceTokenClaims,
+        "the resource token claims",
+    )
     if claims.iss != resource:
         raise _fail("resource_token", f"iss {claims.iss!r} is not the resource called")
     if not hmac.compare_digest(claims.agent_jkt, key.thumbprint()):
@@ -149,8 +159,11 @@ def check_auth_token(
     """The PS's auth token (§2.6 agent checks): ``aud`` = the resource, ``cnf`` = our key,
     ``iss`` = the resource token's ``aud`` (the PS, or the AS it federated with), ``ps`` =
     our PS, ``sub`` = the resource token's."""
-    claims = read_token(token, TokenType.AUTH, what="auth_token", keys=keys, now=now)
-    assert isinstance(claims, AuthTokenClaims)
+    claims = narrow(
+        read_token(token, TokenType.AUTH, what="auth_token", keys=keys, now=now),
+        AuthTokenClaims,
+        "the auth token claims",
+    )
     if claims.aud != resource:
         raise _fail("auth_token", f"aud {claims.aud!r} is not {resource!r}")
     if not _same_key(claims.cnf.jwk, key):

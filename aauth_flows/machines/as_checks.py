@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, overload
 
 from attrs import evolve, frozen
 
@@ -42,6 +42,7 @@ from aauth_core.tokens.verify import (
 )
 from aauth_flows.machines.as_policy import AccessServerConfig
 from aauth_flows.machines.as_wire import read_json_body
+from aauth_flows.machines.engine import narrow
 
 __all__ = [
     "GrantContext",
@@ -93,9 +94,6 @@ def verify_token_request(config: AccessServerConfig, request: HttpRequest, at: i
     presented_token = _string_member(body, "presented_token", required=True)
     subagent_token = _string_member(body, "subagent_token", required=False)
     upstream_token = _string_member(body, "upstream_token", required=False)
-    assert resource_token is not None
-    assert agent_token is not None
-    assert presented_token is not None
     keys, policy = config.keys, config.token_policy
 
     resource = _verify_resource(resource_token, config, at)
@@ -151,8 +149,6 @@ def verify_updated_request(
     resource_token = _string_member(body, "resource_token", required=True)
     presented_token = _string_member(body, "presented_token", required=True)
     _string_member(body, "justification", required=False)
-    assert resource_token is not None
-    assert presented_token is not None
     resource = _verify_resource(resource_token, config, at)
     old = context.resource
     for name in KEPT_CLAIMS:
@@ -175,6 +171,12 @@ def verify_updated_request(
 # -- the body --------------------------------------------------------------------------------
 
 
+@overload
+def _string_member(body: Mapping[str, Any], name: str, *, required: Literal[True]) -> str: ...
+@overload
+def _string_member(
+    body: Mapping[str, Any], name: str, *, required: Literal[False]
+) -> str | None: ...
 def _string_member(body: Mapping[str, Any], name: str, *, required: bool) -> str | None:
     value = body.get(name)
     if value is None:
@@ -265,8 +267,10 @@ def _verify_person_or_auth(
         )
     except AAuthError as exc:
         raise _parameter(exc, parameter) from None
-    claims = verified.claims
-    assert isinstance(claims, PersonTokenClaims | AuthTokenClaims)
+    # expected admits only these two types
+    claims = narrow(
+        verified.claims, (PersonTokenClaims, AuthTokenClaims), f"the {parameter} claims"
+    )
     return verified.type, claims
 
 

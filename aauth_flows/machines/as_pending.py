@@ -15,7 +15,7 @@ from typing import Any
 
 from attrs import evolve, field, frozen
 
-from aauth_core.errors import AAuthError, MalformedInput
+from aauth_core.errors import AAuthError, LocalProtocolError, MalformedInput
 from aauth_core.headers.requirement import Requirement
 from aauth_core.http import HttpRequest, HttpResponse
 from aauth_core.tokens.claims import AuthTokenClaims
@@ -194,8 +194,9 @@ def pending_answer(
         requirement = Requirement.clarification()
         body["clarification"] = decision.question
         data = evolve(data, clarification_answer=None)
-    else:
-        assert isinstance(decision, RequireApproval)
+    elif isinstance(decision, RequireApproval):
         requirement = Requirement.approval()
+    else:  # the host's policy answered something that is not a Decision
+        raise LocalProtocolError(f"the access policy decided {type(decision).__name__!r}")
     pending_headers["AAuth-Requirement"] = requirement.serialize()
     return data, json_response(202, body, pending_headers)

@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, overload
 
 from attrs import field, frozen
 
 from aauth_core import converter
-from aauth_core.errors import IllegalTransition, MalformedInput
+from aauth_core.errors import IllegalTransition, LocalProtocolError, MalformedInput
 
 __all__ = [
     "Event",
@@ -44,11 +44,15 @@ __all__ = [
     "Machine",
     "handles",
     "table",
+    "require",
+    "narrow",
 ]
 
 S = TypeVar("S", bound=enum.Enum)
 D = TypeVar("D")
 M = TypeVar("M", bound="Machine[Any, Any]")
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 class Event:
@@ -123,6 +127,34 @@ def table(
             raise ValueError(f"transition ({state}, {event_type.__name__}) is listed twice")
         result[key] = frozenset(targets)
     return result
+
+
+# -- invariants -------------------------------------------------------------------------------
+# ``python -O`` strips ``assert``: a machine states what its own logic guarantees with these
+# instead. A failure is the machine's broken invariant (never a peer's bad input: that is
+# checked where it arrives), so it is a LocalProtocolError and, raised from a handler, moves
+# the machine to ERROR like any other handler error.
+
+
+def require(value: T | None, what: str) -> T:
+    """``value``, which the caller's own logic guarantees is set; ``None`` raises
+    :class:`~aauth_core.errors.LocalProtocolError` naming ``what``."""
+    if value is None:
+        raise LocalProtocolError(f"broken invariant: {what} is not set")
+    return value
+
+
+@overload
+def narrow(value: object, cls: type[T], what: str) -> T: ...
+@overload
+def narrow(value: object, cls: tuple[type[T], type[U]], what: str) -> T | U: ...
+def narrow(value: object, cls: type[Any] | tuple[type[Any], ...], what: str) -> Any:
+    """``value``, which the caller's own logic guarantees is a ``cls`` (or one of two
+    classes); anything else raises :class:`~aauth_core.errors.LocalProtocolError`."""
+    if isinstance(value, cls):
+        return value
+    wanted = " | ".join(c.__name__ for c in cls) if isinstance(cls, tuple) else cls.__name__
+    raise LocalProtocolError(f"broken invariant: {what} is a {type(value).__name__}, not {wanted}")
 
 
 class Machine(Generic[S, D]):

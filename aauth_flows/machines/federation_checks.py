@@ -10,6 +10,7 @@ the AS got wrong is :func:`as_unreachable` (502).
 from __future__ import annotations
 
 import hmac
+from typing import TypeVar
 
 from attrs import frozen
 
@@ -27,12 +28,16 @@ from aauth_core.tokens.claims import (
 )
 from aauth_core.tokens.verify import DEFAULT_POLICY, KeyResolver, TokenPolicy, verify_auth_token
 from aauth_flows.machines.as_wire import read_json_response
+from aauth_flows.machines.engine import narrow
 from aauth_flows.machines.federation_api import FederationRequest
+
+C = TypeVar("C", bound=TokenClaims)
 
 __all__ = [
     "DeliveryExpectation",
     "as_unreachable",
     "forwarded_claims",
+    "forwarded",
     "delivery_expectation",
     "check_delivery",
     "relayed_error",
@@ -69,24 +74,26 @@ def forwarded_claims(token: str, expected: tuple[TokenType, ...], what: str) -> 
     raise LocalProtocolError(f"{what} in the FederationRequest has the wrong typ")
 
 
+def forwarded(token: str, cls: type[C], what: str) -> C:
+    """:func:`forwarded_claims` for one token type, typed: the claims built for
+    ``cls.TYPE`` are a ``cls`` (``CLAIMS_FOR``)."""
+    return narrow(forwarded_claims(token, (cls.TYPE,), what), cls, f"the forwarded {what} claims")
+
+
 def delivery_expectation(
     request: FederationRequest, ps: str, as_issuer: str
 ) -> DeliveryExpectation:
     """What the auth token ``as_issuer`` delivers for ``request`` must say: the resource
     token's ``sub``, ``aud`` and ``scope``, the agent's (or sub-agent's) key, and an
     ``exp`` within the presented (and upstream) token's."""
-    resource = forwarded_claims(request.resource_token, (TokenType.RESOURCE,), "resource_token")
-    agent = forwarded_claims(request.agent_token, (TokenType.AGENT,), "agent_token")
+    resource = forwarded(request.resource_token, ResourceTokenClaims, "resource_token")
+    agent = forwarded(request.agent_token, AgentTokenClaims, "agent_token")
     presented = forwarded_claims(
         request.presented_token, (TokenType.PERSON, TokenType.AUTH), "presented_token"
     )
-    assert isinstance(resource, ResourceTokenClaims)
-    assert isinstance(agent, AgentTokenClaims)
     key = agent.cnf.jwk
     if request.subagent_token is not None:
-        sub_agent = forwarded_claims(request.subagent_token, (TokenType.AGENT,), "subagent_token")
-        assert isinstance(sub_agent, AgentTokenClaims)
-        key = sub_agent.cnf.jwk
+        key = forwarded(request.subagent_token, AgentTokenClaims, "subagent_token").cnf.jwk
     if key is None:
         raise LocalProtocolError("the agent token binds by thumbprint only")
     max_exp = presented.exp

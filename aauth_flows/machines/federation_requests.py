@@ -9,14 +9,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from aauth_core.errors import MalformedInput
-from aauth_core.tokens.claims import ResourceTokenClaims, TokenType
+from aauth_core.tokens.claims import ResourceTokenClaims
 from aauth_core.urls import endpoint_url
 from aauth_flows.machines.as_wire import origin_of
 from aauth_flows.machines.federation_api import FederationRequest
 from aauth_flows.machines.federation_checks import (
     DeliveryExpectation,
     as_unreachable,
-    forwarded_claims,
+    forwarded,
 )
 from aauth_flows.machines.federation_config import AccessServerEndpoint, ClaimsSource
 
@@ -45,8 +45,7 @@ def token_request_body(request: FederationRequest) -> dict[str, str]:
 def token_endpoint(access_server: AccessServerEndpoint, request: FederationRequest) -> str:
     """The AS's ``auth_token_endpoint``, if the AS is the one the resource token names
     (its ``aud``); otherwise, or for a malformed endpoint, :func:`as_unreachable`."""
-    resource = forwarded_claims(request.resource_token, (TokenType.RESOURCE,), "resource_token")
-    assert isinstance(resource, ResourceTokenClaims)
+    resource = forwarded(request.resource_token, ResourceTokenClaims, "resource_token")
     try:
         endpoint = endpoint_url(access_server.auth_token_endpoint)
         origin_of(endpoint)

@@ -59,7 +59,7 @@ from aauth_flows.machines.actions import (
     TimerFired,
     Wait,
 )
-from aauth_flows.machines.engine import Action, Event, Machine, Step, handles, table
+from aauth_flows.machines.engine import Action, Event, Machine, Step, handles, require, table
 from aauth_flows.machines.signing import SigningKey, complete, signing_input
 from aauth_flows.machines.wire import (
     DEFAULT_RETRY_AFTER,
@@ -198,10 +198,13 @@ class PollCredential:
             return sign_aauth_request(
                 request, signer, token=self.token, created=created, covered=covered
             )
-        assert self.server_id is not None
-        assert self.dwk is not None
+        # __attrs_post_init__: without a token, server_id and dwk are both set
         return sign_server_request(
-            request, signer, issuer=self.server_id, dwk=self.dwk, created=created
+            request,
+            signer,
+            issuer=require(self.server_id, "a server poll credential's server_id"),
+            dwk=require(self.dwk, "a server poll credential's dwk"),
+            created=created,
         )
 
 
@@ -474,13 +477,12 @@ class PendingPoller(Machine[PendingState, PendingData]):
             PendingUpdate(status=status, requirement=requirement, body=response.body)
         ]
         if requirement is not None and requirement.type is RequirementType.INTERACTION:
-            assert requirement.code is not None
+            # Requirement: an interaction requirement always carries its code.
+            code = require(requirement.code, "an interaction requirement's code")
             # Prompt once per code; once the person is interacting, stop prompting.
-            if status != "interacting" and data.prompted_code != requirement.code:
-                actions.append(
-                    ShowInteraction(url=requirement.interaction_target(), code=requirement.code)
-                )
-            data = evolve(data, prompted_code=requirement.code)
+            if status != "interacting" and data.prompted_code != code:
+                actions.append(ShowInteraction(url=requirement.interaction_target(), code=code))
+            data = evolve(data, prompted_code=code)
         if requirement is not None and requirement.type in _OWNER_REQUIREMENTS:
             actions.append(PendingInputNeeded(requirement=requirement, body=response.body))
             return _step(state=_S.NEEDS_INPUT, data=data, actions=actions)

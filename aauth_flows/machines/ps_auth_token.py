@@ -30,9 +30,9 @@ from aauth_core.b64 import b64url_encode
 from aauth_core.errors import AAuthError, MalformedInput, SignatureFailure, TokenParameterError
 from aauth_core.headers.requirement import validate_interaction_code
 from aauth_core.interaction import generate_code
-from aauth_core.tokens.claims import ResourceTokenClaims
+from aauth_core.tokens.claims import ResourceInteraction, ResourceTokenClaims
 from aauth_flows.machines.actions import TimerFired
-from aauth_flows.machines.engine import Action, Step, handles, table
+from aauth_flows.machines.engine import Action, Step, handles, require, table
 from aauth_flows.machines.federation_api import (
     Federate,
     FederationProgress,
@@ -190,8 +190,7 @@ class AuthTokenMachine(TokenRequestMachine):
         cnf_key = caller.key
         if subagent_text is not None:
             sub_claims = verify_subagent(config, caller, subagent_text, at)
-            assert sub_claims.cnf.jwk is not None
-            cnf_key = sub_claims.cnf.jwk
+            cnf_key = require(sub_claims.cnf.jwk, "the sub-agent's cnf.jwk (verify_subagent)")
         pair = verify_resource_and_presented(
             config, resource_token=rt_text, presented_token=pt_text, signer_key=cnf_key, now=at
         )
@@ -247,7 +246,8 @@ class AuthTokenMachine(TokenRequestMachine):
             return self._federate(data, records, pending_id)
         person = self._person(data)
         data = evolve(data, person=person)
-        if rt.interaction is not None:
+        interaction = rt.interaction
+        if interaction is not None:
             # §5.4: the resource needs its own user flow first; the person reaches it
             # through this PS's interaction page, then comes back for the PS's consent.
             if "interaction" not in caps:
@@ -259,8 +259,8 @@ class AuthTokenMachine(TokenRequestMachine):
                 )
             data = evolve(
                 data,
-                resource_interaction_url=_admitted_interaction_url(config, rt),
-                resource_interaction_code=_interaction_code(rt),
+                resource_interaction_url=_admitted_interaction_url(config, rt, interaction),
+                resource_interaction_code=_interaction_code(interaction),
                 callback_url=config.callback_url(b64url_encode(rand[40:56])),
             )
             mode = ConsentMode.INTERACTION
@@ -338,12 +338,13 @@ def _origin(url: str) -> str:
     return f"{parts.scheme.lower()}://{(parts.netloc or '').lower()}"
 
 
-def _admitted_interaction_url(config: PersonServerConfig, rt: ResourceTokenClaims) -> str:
+def _admitted_interaction_url(
+    config: PersonServerConfig, rt: ResourceTokenClaims, interaction: ResourceInteraction
+) -> str:
     """The resource token's ``interaction.url``, checked before the person is ever sent
     there (§8): https with a host and no query (core checked it when parsing the token),
     on the resource's own origin or one the PS admits (egress admission)."""
-    assert rt.interaction is not None
-    url = rt.interaction.url
+    url = interaction.url
     if _origin(url) != _origin(rt.iss) and _origin(url) not in config.interaction_origins:
         raise TokenParameterError(
             "the resource token's interaction url is on an origin the PS does not admit",
@@ -353,10 +354,9 @@ def _admitted_interaction_url(config: PersonServerConfig, rt: ResourceTokenClaim
     return url
 
 
-def _interaction_code(rt: ResourceTokenClaims) -> str:
-    assert rt.interaction is not None
+def _interaction_code(interaction: ResourceInteraction) -> str:
     try:
-        return validate_interaction_code(rt.interaction.code)
+        return validate_interaction_code(interaction.code)
     except AAuthError as exc:
         raise TokenParameterError(
             f"the resource token's interaction code is malformed: {exc.detail}",

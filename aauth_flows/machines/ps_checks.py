@@ -24,7 +24,14 @@ from aauth_core.tokens.claims import (
     TokenType,
 )
 from aauth_core.tokens.mint import presented_mismatches
-from aauth_core.tokens.verify import VerifiedToken, inspect_token, verify_token
+from aauth_core.tokens.verify import (
+    VerifiedToken,
+    inspect_token,
+    verify_agent_token,
+    verify_resource_token,
+    verify_token,
+)
+from aauth_flows.machines.engine import narrow
 from aauth_flows.machines.ps_config import PersonServerConfig
 from aauth_flows.machines.ps_store import MissionRecord
 
@@ -84,7 +91,8 @@ def verify_agent_request(config: PersonServerConfig, request: HttpRequest, now: 
     """Signature (agent token, body covered) → 401 family; a sub-agent signer → 400."""
     verified = _verifier(config).verify(request, now=now)
     claims = verified.token.claims
-    assert isinstance(claims, AgentTokenClaims)  # accepted_types admits only agent tokens
+    # accepted_types admits only agent tokens
+    claims = narrow(claims, AgentTokenClaims, "the PS caller's token claims")
     if claims.parent_agent is not None:
         raise MalformedInput("a sub-agent never calls the PS: its parent signs (§7.5)")
     return AgentCaller(verified=verified, claims=claims, token=verified.token.token)
@@ -150,15 +158,15 @@ def capabilities(body: dict[str, Any]) -> frozenset[str]:
 def verify_subagent(
     config: PersonServerConfig, caller: AgentCaller, token: str, now: int
 ) -> AgentTokenClaims:
-    """``subagent_token``: an agent token of the same AP whose ``parent_agent`` is the signer."""
+    """``subagent_token``: an agent token of the same AP whose ``parent_agent`` is the signer,
+    bound with ``cnf.jwk`` (the key the issued token is bound to)."""
     try:
-        verified = verify_token(
-            token, expected=TokenType.AGENT, keys=config.keys, now=now, policy=config.policy
-        )
+        verified = verify_agent_token(token, keys=config.keys, now=now, policy=config.policy)
     except AAuthError as exc:
         raise _param(exc, "subagent") from exc
     claims = verified.claims
-    assert isinstance(claims, AgentTokenClaims)
+    if claims.cnf.jwk is None:
+        raise _invalid("subagent", "the sub-agent token's cnf carries no jwk")
     if claims.parent_agent is None or claims.parent_agent != caller.claims.sub:
         raise _invalid("subagent", "the sub-agent's parent_agent is not the signer")
     if claims.iss != caller.claims.iss:
@@ -188,23 +196,21 @@ def _verify_resource(config: PersonServerConfig, token: str, now: int) -> Resour
         # The audience is the PS (three-party) or an AS (four-party); the signature and
         # the claims are verified either way, ``ps`` must then name this PS.
         audience = header_aud if isinstance(header_aud, str) else config.issuer
-        verified = verify_token(
-            token,
-            expected=TokenType.RESOURCE,
-            keys=config.keys,
-            now=now,
-            audience=audience,
-            policy=config.policy,
+        verified = verify_resource_token(
+            token, keys=config.keys, now=now, audience=audience, policy=config.policy
         )
     except AAuthError as exc:
         raise _param(exc, "resource") from exc
     claims = verified.claims
-    assert isinstance(claims, ResourceTokenClaims)
     if claims.ps != config.issuer:
         raise _invalid("resource", "the resource token's ps is not this PS")
     if config.store.is_revoked(claims.iss, claims.jti):
         raise _revoked("resource")
     return claims
+
+
+#: What verify_token returns for ``expected=(TokenType.PERSON, TokenType.AUTH)``.
+_PRESENTED = (PersonTokenClaims, AuthTokenClaims)
 
 
 def verify_resource_and_presented(
@@ -233,8 +239,7 @@ def verify_resource_and_presented(
         )
     except AAuthError as exc:
         raise _param(exc, "presented") from exc
-    pt = verified.claims
-    assert isinstance(pt, PersonTokenClaims | AuthTokenClaims)
+    pt = narrow(verified.claims, _PRESENTED, "the presented token claims")  # by expected
     issuer_ps = pt.iss if isinstance(pt, PersonTokenClaims) else pt.ps
     if issuer_ps != config.issuer:
         raise _invalid("presented", "the presented token was not issued for this PS")
@@ -269,8 +274,7 @@ def verify_upstream(
         )
     except AAuthError as exc:
         raise _param(exc, "upstream") from exc
-    ut = verified.claims
-    assert isinstance(ut, PersonTokenClaims | AuthTokenClaims)
+    ut = narrow(verified.claims, _PRESENTED, "the upstream token claims")  # by expected
     if isinstance(ut, PersonTokenClaims):
         ok = ut.iss == config.issuer
     else:

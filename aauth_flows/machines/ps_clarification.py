@@ -9,6 +9,7 @@ from typing import Any
 from attrs import evolve
 
 from aauth_core.errors import MalformedInput, TokenParameterError
+from aauth_flows.machines.engine import require
 from aauth_flows.machines.ps_checks import optional_string, verify_resource_and_presented
 from aauth_flows.machines.ps_config import PersonServerConfig
 from aauth_flows.machines.ps_store import IssuedKind
@@ -43,12 +44,11 @@ def updated_request(
     pt_text = body.get("presented_token")
     if not isinstance(rt_text, str) or not isinstance(pt_text, str):
         raise MalformedInput("updated_request needs resource_token and presented_token")
-    assert data.cnf_key is not None
     pair = verify_resource_and_presented(
         config,
         resource_token=rt_text,
         presented_token=pt_text,
-        signer_key=data.cnf_key,
+        signer_key=require(data.cnf_key, "the request's cnf_key"),
         now=at,
     )
     rt = pair.resource

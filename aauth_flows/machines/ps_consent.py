@@ -30,7 +30,7 @@ from aauth_core.http import HttpResponse
 from aauth_core.interaction import codes_match
 from aauth_core.tokens.verify import inspect_token
 from aauth_flows.machines.actions import SignatureProduced, SignBytes, TimerFired
-from aauth_flows.machines.engine import Action, Event, Machine, Step, handles
+from aauth_flows.machines.engine import Action, Event, Machine, Step, handles, require
 from aauth_flows.machines.federation_api import (
     FederationAnswer,
     FederationProgress,
@@ -224,9 +224,8 @@ class TokenRequestMachine(Machine[TokenRequestState, TokenRequestData]):
         token = complete(
             self.config.signing_key, token_producer(data), data.to_sign, event.signature
         )
-        claims = minted_claims(data)
+        claims = require(minted_claims(data), "the claims being minted")
         record = issued_record(data)
-        assert claims is not None
         data = evolve(data, result=token, expires_in=claims.exp - claims.iat, to_sign=b"")
         actions: list[Action] = [RecordIssued(record=record)]
         if data.deferred:
@@ -438,8 +437,8 @@ class TokenRequestMachine(Machine[TokenRequestState, TokenRequestData]):
         if state is S.COMPLETED:
             return answer(token_answer(data), S.GONE)
         if state is S.FAILED:
-            assert data.outcome_code is not None
-            err = terminal_error(data.outcome_code, data.outcome_status, data.outcome_detail)
+            code = require(data.outcome_code, "a FAILED request's outcome code")
+            err = terminal_error(code, data.outcome_status, data.outcome_detail)
             return answer(error_answer(data, err), S.GONE)
         return answer(self._pending(state, data))
 
@@ -506,9 +505,10 @@ class TokenRequestMachine(Machine[TokenRequestState, TokenRequestData]):
         if event.error is not None:
             err = event.error
             return step(state=S.FAILED, data=with_failure(data, err.code, err.status, err.detail))
-        assert event.auth_token is not None
-        assert data.access_server is not None
-        payload = inspect_token(event.auth_token).payload
+        # FederationSettled carries exactly one of auth_token and error
+        auth_token = require(event.auth_token, "the delivered auth token")
+        access_server = require(data.access_server, "the Access Server federated with")
+        payload = inspect_token(auth_token).payload
         exp = payload.get("exp")
         jti = payload.get("jti")
         sub = payload.get("sub")
@@ -520,7 +520,7 @@ class TokenRequestMachine(Machine[TokenRequestState, TokenRequestData]):
         record = IssuedRecord(
             kind=IssuedKind.FEDERATED_AUTH,
             jti=jti,
-            iss=data.access_server,
+            iss=access_server,
             aud=data.resource,
             exp=exp,
             agent_iss=data.agent_iss,
@@ -530,5 +530,5 @@ class TokenRequestMachine(Machine[TokenRequestState, TokenRequestData]):
             presented_jti=data.presented_jti,
         )
         expires_in = event.expires_in if event.expires_in is not None else max(exp - event.at, 0)
-        data = evolve(data, result=event.auth_token, expires_in=expires_in)
+        data = evolve(data, result=auth_token, expires_in=expires_in)
         return step(state=S.COMPLETED, data=data, actions=[RecordIssued(record=record)])

@@ -19,6 +19,7 @@ from aauth_core.tokens.claims import (
     PersonTokenClaims,
 )
 from aauth_core.tokens.mint import mint_token
+from aauth_flows.machines.engine import require
 from aauth_flows.machines.ps_config import PersonServerConfig
 from aauth_flows.machines.ps_store import IssuedKind, IssuedRecord
 from aauth_flows.machines.ps_token_request import TokenRequestData
@@ -37,8 +38,8 @@ def with_claims(
     config: PersonServerConfig, data: TokenRequestData, at: int, exp: int
 ) -> TokenRequestData:
     """``data`` with the claims of the token it asks for (``data.kind``), issued at ``at``."""
-    assert data.cnf_key is not None
-    assert data.person is not None
+    cnf_key = require(data.cnf_key, "the request's cnf_key")
+    person = require(data.person, "the request's person")
     if data.kind is IssuedKind.PERSON:
         person_claims = PersonTokenClaims(
             iss=config.issuer,
@@ -47,8 +48,8 @@ def with_claims(
             iat=at,
             exp=exp,
             aud=data.resource,
-            sub=directed_sub(config.sub_secret, data.person, data.resource),
-            cnf=Confirmation(jwk=data.cnf_key),
+            sub=directed_sub(config.sub_secret, person, data.resource),
+            cnf=Confirmation(jwk=cnf_key),
             mission_s256=data.mission_s256,
             tenant=data.tenant,
         )
@@ -62,7 +63,7 @@ def with_claims(
         aud=data.resource,
         ps=config.issuer,
         sub=data.rt_sub,
-        cnf=Confirmation(jwk=data.cnf_key),
+        cnf=Confirmation(jwk=cnf_key),
         scope=data.granted_scope,
         account=data.account,
         mission_s256=data.mission_s256,
@@ -86,9 +87,8 @@ def token_producer(data: TokenRequestData) -> Callable[[Signer], str]:
 
 def issued_record(data: TokenRequestData) -> IssuedRecord:
     """The record of the token just minted for ``data``."""
-    claims = minted_claims(data)
-    assert claims is not None
-    assert data.person is not None
+    claims = require(minted_claims(data), "the claims being minted")
+    person = require(data.person, "the request's person")
     return IssuedRecord(
         kind=data.kind,
         jti=claims.jti,
@@ -97,7 +97,7 @@ def issued_record(data: TokenRequestData) -> IssuedRecord:
         exp=claims.exp,
         agent_iss=data.agent_iss,
         agent_sub=data.agent_sub,
-        person=data.person,
+        person=person,
         sub=claims.sub if isinstance(claims, PersonTokenClaims | AuthTokenClaims) else "",
         upstream=data.upstream,
     )

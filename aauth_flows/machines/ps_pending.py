@@ -11,6 +11,7 @@ from attrs import evolve
 from aauth_core.errors import AAuthError, LocalProtocolError
 from aauth_core.headers.requirement import Requirement
 from aauth_core.http import HttpResponse
+from aauth_flows.machines.engine import require
 from aauth_flows.machines.ps_config import PersonServerConfig
 from aauth_flows.machines.ps_events import ConsentMode
 from aauth_flows.machines.ps_http import (
@@ -82,8 +83,8 @@ def pending_answer(
     if state in (S.INTERACTING, S.AT_RESOURCE):
         return pending_response(data.pending_url, retry, None, {"status": "interacting"})
     if state is S.PENDING and data.mode is ConsentMode.INTERACTION:
-        assert data.code is not None
-        req = Requirement.interaction(config.interaction_url, data.code)
+        code = require(data.code, "the interaction code of a PENDING interaction request")
+        req = Requirement.interaction(config.interaction_url, code)
         return pending_response(data.pending_url, retry, req)
     if state is S.PENDING and data.mode is ConsentMode.APPROVAL:
         return pending_response(data.pending_url, retry, Requirement.approval())

@@ -19,7 +19,7 @@ from aauth_core.b64 import b64url_encode
 from aauth_core.errors import AAuthError, MalformedInput, SignatureFailure
 from aauth_core.interaction import generate_code
 from aauth_core.tokens.claims import Confirmation
-from aauth_flows.machines.engine import Action, Step, handles, table
+from aauth_flows.machines.engine import Action, Step, handles, require, table
 from aauth_flows.machines.ps_checks import (
     capabilities,
     check_mission,
@@ -90,8 +90,7 @@ class PersonTokenMachine(TokenRequestMachine):
         cnf_key = caller.key
         if subagent_text is not None:
             sub_claims = verify_subagent(config, caller, subagent_text, at)
-            assert sub_claims.cnf.jwk is not None
-            cnf_key = sub_claims.cnf.jwk
+            cnf_key = require(sub_claims.cnf.jwk, "the sub-agent's cnf.jwk (verify_subagent)")
         exp_cap = agent.exp
         person: str | None
         upstream = None

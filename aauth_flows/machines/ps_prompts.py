@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from aauth_flows.machines.engine import require
 from aauth_flows.machines.ps_events import ConsentMode, ConsentPrompt, RedirectPerson
 from aauth_flows.machines.ps_token_request import TokenRequestData
 
@@ -33,8 +34,8 @@ def consent_prompt(data: TokenRequestData) -> ConsentPrompt:
 def resource_redirect(data: TokenRequestData) -> RedirectPerson:
     """§5.4: ``{interaction.url}?code={interaction.code}&callback={ps_callback_url}``
     (the URL was validated and admitted when the request arrived)."""
-    assert data.resource_interaction_url is not None
+    url = require(data.resource_interaction_url, "the resource's interaction url")
     query = urlencode(
         {"code": data.resource_interaction_code or "", "callback": data.callback_url or ""}
     )
-    return RedirectPerson(url=f"{data.resource_interaction_url}?{query}")
+    return RedirectPerson(url=f"{url}?{query}")

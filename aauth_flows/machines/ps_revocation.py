@@ -39,7 +39,7 @@ from aauth_flows.machines.actions import (
     SignBytes,
     TimerFired,
 )
-from aauth_flows.machines.engine import Action, Event, Machine, Step, handles, table
+from aauth_flows.machines.engine import Action, Event, Machine, Step, handles, require, table
 from aauth_flows.machines.ps_common import (
     IssuedKind,
     PendingRequest,
@@ -264,14 +264,14 @@ class RevocationMachine(Machine[RevocationState, RevocationData]):
     def _signed(
         self, state: R, data: RevocationData, event: SignatureProduced
     ) -> Step[R, RevocationData]:
-        assert data.current is not None
+        current = require(data.current, "the revocation request being signed")
         fields = complete(
             self._config.signing_key,
-            _produce(self._config, data.current, data.at),
+            _produce(self._config, current, data.at),
             data.to_sign,
             event.signature,
         )
-        signed = evolve(data.current, headers=data.current.headers.with_fields(fields))
+        signed = evolve(current, headers=current.headers.with_fields(fields))
         return step(
             state=R.AWAITING, data=evolve(data, to_sign=b""), actions=[SendRequest(request=signed)]
         )

@@ -34,7 +34,7 @@ from aauth_core.headers.requirement import Requirement
 from aauth_core.http import HttpResponse
 from aauth_core.tokens.claims import ResourceTokenClaims
 from aauth_flows.machines.actions import Respond, SignatureProduced
-from aauth_flows.machines.engine import Action, Machine, Step, handles, table
+from aauth_flows.machines.engine import Action, Machine, Step, handles, require, table
 from aauth_flows.machines.resource_actions import (
     CodePresented,
     OpenPending,
@@ -361,8 +361,7 @@ class ResourceCall(Machine[CallState, CallData]):
         self, state: CallState, data: CallData, event: SignatureProduced
     ) -> Step[CallState, CallData]:
         config = self._config
-        claims = data.claims
-        assert claims is not None  # MINTING is entered only with claims
+        claims = require(data.claims, "the claims being minted")  # MINTING is entered with them
         token = mint_complete(config, claims, data.to_sign, event.signature)
         requirement = Requirement.auth_token(token)
         if data.mint_for is MintFor.CHALLENGE or data.held is None:

@@ -24,7 +24,7 @@ from attrs import evolve, frozen
 from aauth_core.headers.requirement import Requirement
 from aauth_core.http import HttpRequest, HttpResponse
 from aauth_flows.machines.actions import Respond, TimerFired
-from aauth_flows.machines.engine import Machine, Step, handles, table
+from aauth_flows.machines.engine import Machine, Step, handles, require, table
 from aauth_flows.machines.resource_actions import RequestReceived, Serve, Served
 from aauth_flows.machines.resource_answers import (
     error_response,
@@ -167,8 +167,8 @@ class DeferredDelivery(Machine[DeferredState, DeferredData]):
                 and data.auth_jti is not None
                 and hmac.compare_digest(principal.jti, data.auth_jti)
             )
-            assert data.result is not None
-            answer = data.result if same else not_found()
+            result = require(data.result, "a COMPLETED record's result")
+            answer = result if same else not_found()
             return step(state=state, data=data, actions=[Respond(response=answer)])
         if state is D.EXPIRED:
             answer = problem(408, "expired", "the pending request expired")

@@ -34,7 +34,7 @@ from aauth_core.strict_json import json_request_body
 from aauth_core.tokens.claims import DWK_ACCESS, DWK_PERSON, ResourceTokenClaims
 from aauth_core.tokens.verify import KeyResolver
 from aauth_flows.machines.actions import Respond, SignatureProduced
-from aauth_flows.machines.engine import Machine, Step, handles, table
+from aauth_flows.machines.engine import Machine, Step, handles, require, table
 from aauth_flows.machines.resource_actions import OpenPending, RecordRevocation, RequestReceived
 from aauth_flows.machines.resource_answers import (
     Randomness,
@@ -237,8 +237,8 @@ class AuthorizationEndpoint(Machine[AuthorizationState, AuthorizationData]):
     def _signed(
         self, state: AuthorizationState, data: AuthorizationData, event: SignatureProduced
     ) -> Step[AuthorizationState, AuthorizationData]:
-        assert data.claims is not None  # MINTING is entered only with claims
-        token = mint_complete(self._config, data.claims, data.to_sign, event.signature)
+        claims = require(data.claims, "the claims being minted")  # MINTING is entered with them
+        token = mint_complete(self._config, claims, data.to_sign, event.signature)
         answer = json_response(200, {"resource_token": token}, {"Cache-Control": "no-store"})
         return self._answer(A.ANSWERED, evolve(data, to_sign=b""), answer)
 

@@ -57,7 +57,7 @@ from aauth_flows.machines.agent_provider import (
     StaticAgentRegistry,
 )
 from aauth_flows.machines.as_wire import read_json_body
-from aauth_flows.machines.engine import Action
+from aauth_flows.machines.engine import Action, narrow, require
 from aauth_flows.machines.wire import json_response
 
 __all__ = [
@@ -151,10 +151,11 @@ def verify_hwk_request(request: HttpRequest, *, now: int, window: int) -> Public
     """Verify a request signed with the key it carries inline (``hwk``), covering the
     AAuth components and its body; return that key. Raises :class:`SignatureFailure`."""
     selected = read_signature(request.headers)
-    raw_key = request.headers.get("signature-key")
-    assert raw_key is not None  # read_signature requires it
-    scheme = select(raw_key, selected.label, accepted_schemes=("hwk",))
-    assert isinstance(scheme, HwkScheme)
+    raw_key = require(request.headers.get("signature-key"), "Signature-Key (read_signature)")
+    # select admits only the accepted schemes
+    scheme = narrow(
+        select(raw_key, selected.label, accepted_schemes=("hwk",)), HwkScheme, "the key scheme"
+    )
     key = PublicJwk.from_dict(dict(scheme.jwk))
     verify_selected(
         request,
