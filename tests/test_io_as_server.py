@@ -599,3 +599,12 @@ def test_settings_refuse_an_approval_page_nobody_can_sign_in_to() -> None:
     settings = AccessServerSettings.from_toml({**BINDING, "session_lifetime": 600})
     assert set(settings.people) == {"alice", "bob"} and settings.session_lifetime == 600
     assert "alice" not in repr(settings)  # the hashes stay out of logs and tracebacks
+
+
+def test_a_full_pending_store_refuses_new_requests_and_keeps_the_live_ones() -> None:
+    for w in _serve({**BINDING, "max_pending": 1}):
+        location, _ = ask(w)
+        refused = w.send(w.signed("POST", f"{AS}/token", w.token_body()))
+        assert refused.status == 503 and problem(refused) == "temporarily_unavailable"
+        still_pending(w, location)  # the live request was not evicted for it
+        assert len(w.app.state.pending) == 1

@@ -44,6 +44,7 @@ from aauth_core.tokens.claims import TokenType
 from aauth_core.tokens.verify import verify_token
 from aauth_flows.io import egress
 from aauth_flows.io.messages import send
+from aauth_flows.io.pending_store import CODE_INDEX, MemoryPendingStore, code_key_of
 from aauth_flows.io.replay import MemoryReplayCache
 from aauth_flows.io.resource_asgi import (
     BROWSER_COOKIE,
@@ -751,3 +752,37 @@ def test_a_cancel_wakes_the_held_poll(http: httpx.Client, keys: Keys) -> None:
     poller.join(timeout=30)
     [answer] = held
     assert answer.status == 410, answer
+
+
+# -- the pending store ---------------------------------------------------------------------------
+
+
+def test_pending_records_live_in_the_given_store_and_a_full_one_refuses_new_calls(
+    keys: Keys,
+) -> None:
+    """The middleware keeps its pending machines in its :class:`PendingStore` (indexed by
+    the code's hash); full of live records, a new deferred call is a 503 and the live one
+    still completes."""
+    origin = "https://evil.aauth.test"
+    records = MemoryPendingStore(max_entries=1)
+    resource = AAuthResource.build(
+        issuer=origin,
+        signer=keys.resource,
+        keys=keys.resolver,
+        routes=(Route(path="/whoami", mode=AccessMode.RESOURCE_MANAGED),),
+        person=header_person,
+        pending=records,
+    )
+    app = AAuthMiddleware(starlette_app(), resource=resource)
+    with serve({"evil.aauth.test": app}) as servers, egress.client(policy(servers)) as http:
+        token, code, location = managed_call(http, keys, origin)
+        pending_id = location.rsplit("/", 1)[1]
+        key = code_key_of(code)
+        assert key is not None and records.find(CODE_INDEX, key) == pending_id
+        assert records.get(pending_id) is not None and len(records) == 1
+        refused = send(http, signed("GET", f"{origin}/whoami", keys.agent_token(), keys.agent))
+        assert refused.status == 503 and problem(refused)["error"] == "temporarily_unavailable"
+        with egress.client(policy(servers)) as person:
+            approve(person, origin, code, "alice")
+        answer = send(http, signed("GET", location, token, keys.agent))
+        assert answer.status == 200 and answer.headers.get("aauth-access")

@@ -9,8 +9,10 @@ own issuer, body bounded) and run through the resource machines the way
   with the verified :class:`~aauth_flows.io.resource_caller.Caller` in
   ``scope["state"]["aauth"]`` and the app's answer goes back as ``Served``;
 - the authorization and revocation endpoints → their machines;
-- a pending URL → the pending machine restored from the store's snapshot, saved again
-  after the step (deferred delivery serves the held call through the app the same way);
+- a pending URL → the pending machine restored from its snapshot in the
+  :class:`~aauth_flows.io.pending_store.PendingStore` (under that record's own lock),
+  saved again after the step (deferred delivery serves the held call through the app
+  the same way);
   a ``GET`` poll that asked ``Prefer: wait`` (§5.9) and is still pending is held on the
   event loop until the record changes (a decision, a delivery, another poll) or
   ``min(wait, 25 s)`` passes, then polled again (:mod:`~aauth_flows.io.long_poll`), and
@@ -46,7 +48,7 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 import structlog
-from attrs import define, field, frozen
+from attrs import Factory, define, field, frozen
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -67,6 +69,12 @@ from aauth_flows.io.forms import (
 )
 from aauth_flows.io.long_poll import ChangeCounter, answer_poll, poll_now
 from aauth_flows.io.messages import error_response, from_starlette, to_starlette
+from aauth_flows.io.pending_store import (
+    CODE_INDEX,
+    MemoryPendingStore,
+    PendingStore,
+    code_key_of,
+)
 from aauth_flows.io.replay import ReplayCache, replay_key
 from aauth_flows.io.resource_caller import STATE_KEY, Caller, aauth_caller, caller_of
 from aauth_flows.io.resource_page import PAGE_HEADERS, code_form, consent_form, outcome_page
@@ -79,6 +87,7 @@ from aauth_flows.machines.resource import (
     CodePresented,
     DeferredDelivery,
     MemoryResourceStore,
+    OpenPending,
     PendingInteraction,
     PendingState,
     Policy,
@@ -122,6 +131,8 @@ _PENDING_MACHINES: dict[str, type[PendingInteraction] | type[DeferredDelivery]] 
 _MAX_FORM = 4096
 _MAX_CODE = 64
 _MAX_CLAIMS = 10_000
+#: how long a pending record is kept past its expiry (a late poll gets 408/410, not 404)
+_GRACE = 3600
 #: the interaction page's browser binding for its form tokens (``__Host-``: this origin only)
 BROWSER_COOKIE = "__Host-aauth-interaction"
 _UNKNOWN_CODE = "Unknown or expired code."
@@ -132,16 +143,11 @@ PersonHook = Callable[[Request], str | None]
 
 
 class ResourceStore(Protocol):
-    """The resource's cross-request state: what :class:`MemoryResourceStore` offers (its
-    lookups also serve the config's ``revocations`` and ``sessions``)."""
+    """The resource's revocations and sessions: it takes their record actions (a
+    :class:`MemoryResourceStore`, whose lookups also serve the config's ``revocations``
+    and ``sessions``). Pending records go to :attr:`AAuthResource.pending` instead."""
 
     def apply(self, action: Any) -> bool: ...
-
-    def pending(self, pending_id: str) -> Snapshot | None: ...
-
-    def pending_for_code(self, code: str) -> str | None: ...
-
-    def save_pending(self, pending_id: str, snapshot: Snapshot) -> None: ...
 
 
 def _now() -> int:
@@ -235,8 +241,12 @@ class AAuthResource:
     allow_unauthenticated_interaction: bool = False
     code_attempts: int = 5
     code_window: int = 600
-    _pending_lock: threading.Lock = field(factory=threading.Lock, init=False, repr=False)
+    #: pending machines' snapshots by pending id (with the interaction code index)
+    pending: PendingStore = field(
+        default=Factory(lambda self: MemoryPendingStore(clock=self.clock), takes_self=True)
+    )
     _claims: dict[str, str] = field(factory=dict, init=False, repr=False)
+    _claims_lock: threading.Lock = field(factory=threading.Lock, init=False, repr=False)
     _changes: ChangeCounter = field(factory=ChangeCounter, init=False, repr=False)
     _csrf_key: bytes = field(factory=lambda: secrets.token_bytes(32), init=False, repr=False)
     _limiter: FailureLimiter = field(init=False, repr=False)
@@ -279,6 +289,7 @@ class AAuthResource:
         random: Callable[[int], bytes] = os.urandom,
         key_ref: str = "resource",
         store: MemoryResourceStore | None = None,
+        pending: PendingStore | None = None,
         max_body: int = MAX_BODY,
         person: PersonHook | None = None,
         login_url: str | None = None,
@@ -287,7 +298,8 @@ class AAuthResource:
         **config: Any,
     ) -> AAuthResource:
         """A resource with the usual layout: ``/jwks``, ``/authorize``, ``/revoke``,
-        ``/pending/<id>``, ``/interaction`` and an in-memory store. ``config`` passes
+        ``/pending/<id>``, ``/interaction`` and in-memory stores (``store`` for
+        revocations and sessions, ``pending`` for pending records). ``config`` passes
         further :class:`ResourceConfig` fields (``window``, lifetimes, ...); ``person``,
         ``login_url``, ``allow_unauthenticated_interaction`` and ``code_attempts`` are the
         interaction page's (see the class)."""
@@ -317,6 +329,7 @@ class AAuthResource:
         }
         if descriptions:
             document["scope_descriptions"] = descriptions
+        extra: dict[str, Any] = {} if pending is None else {"pending": pending}
         return cls(
             config=resource_config,
             store=store,
@@ -331,6 +344,7 @@ class AAuthResource:
             login_url=login_url,
             allow_unauthenticated_interaction=allow_unauthenticated_interaction,
             code_attempts=code_attempts,
+            **extra,
         )
 
     @property
@@ -435,7 +449,7 @@ class AAuthResource:
             signers=self.signers,
             http=None,
             clock=self.clock,
-            store=self.store,
+            store=self,
             on_action=hook,
         )
         for action in result.later:
@@ -444,22 +458,56 @@ class AAuthResource:
             raise RuntimeError(f"{type(machine).__name__} gave no answer")
         return result.response
 
+    # -- pending records -------------------------------------------------------------------
+
+    def apply(self, action: Any) -> bool:
+        """The record store the machines write to: a new pending record goes to
+        :attr:`pending`, revocations and sessions to :attr:`store`."""
+        if isinstance(action, OpenPending):
+            machine = _PENDING_MACHINES[action.snapshot.machine].restore(
+                action.snapshot, config=self.config
+            )
+            self._save(action.pending_id, machine, code=action.code)
+            return True
+        return self.store.apply(action)
+
+    def _save(self, pending_id: str, machine: Machine[Any, Any], *, code: str | None) -> None:
+        expires: int = machine.data.expires_at
+        key = code_key_of(code) if code is not None else None
+        self.pending.put(
+            pending_id,
+            machine.snapshot().to_json(),
+            expires_at=expires + _GRACE,
+            indexes={} if key is None else {CODE_INDEX: key},
+            index_expires_at=expires,
+        )
+
+    def _restore(self, pending_id: str) -> PendingInteraction | DeferredDelivery | None:
+        text = self.pending.get(pending_id)
+        if text is None:
+            return None
+        snapshot = Snapshot.from_json(text)
+        return _PENDING_MACHINES[snapshot.machine].restore(snapshot, config=self.config)
+
     def _pending(
         self, pending_id: str, event: RequestReceived, serve: Callable[[Serve], HttpResponse]
     ) -> _Handled:
         if not pending_id or "/" in pending_id:
             return _Handled(response=pending_not_found())
-        with self._pending_lock:
-            snapshot = self.store.pending(pending_id)
-            if snapshot is None:
+        with self.pending.lock(pending_id):
+            machine = self._restore(pending_id)
+            if machine is None:
                 return _Handled(response=pending_not_found())
-            machine = _PENDING_MACHINES[snapshot.machine].restore(snapshot, config=self.config)
             # saved only after a clean step: a crash (say, in the app serving the held
             # call) leaves the record as it was, and the next poll tries again
             answer = self._run(machine, event, self._serving(serve, False))
-            self.store.save_pending(pending_id, machine.snapshot())
+            self._save(pending_id, machine, code=getattr(machine.data, "code", None))
             stamp = self._changes.changed(pending_id)
             return _Handled(response=answer, pending_id=pending_id, stamp=stamp)
+
+    def _interaction_for(self, code: str) -> str | None:
+        key = code_key_of(code)
+        return None if key is None else self.pending.find(CODE_INDEX, key)
 
     # -- the interaction page --------------------------------------------------------------
 
@@ -486,36 +534,35 @@ class AAuthResource:
     def open_request(self, code: str, person: str) -> tuple[str, str | None, str | None] | None:
         """``(pending_id, agent, scope)`` of the open pending request ``code`` belongs to,
         claimed for ``person`` (None: unknown, used, expired, or another person's)."""
-        pending_id = self.store.pending_for_code(code)
+        pending_id = self._interaction_for(code)
         if pending_id is None:
             return None
-        with self._pending_lock:
-            snapshot = self.store.pending(pending_id)
-            if snapshot is None or snapshot.machine != "PendingInteraction":
+        with self.pending.lock(pending_id):
+            machine = self._restore(pending_id)
+            if not isinstance(machine, PendingInteraction):
                 return None
-            machine = PendingInteraction.restore(snapshot, config=self.config)
             data = machine.data
             if machine.state is not PendingState.CREATED or data.expires_at <= self.clock():
                 return None
-            owner = self._claims.setdefault(pending_id, person)
-            if owner != person:
-                return None
-            while len(self._claims) > _MAX_CLAIMS:
-                del self._claims[next(iter(self._claims))]
+            with self._claims_lock:
+                owner = self._claims.setdefault(pending_id, person)
+                if owner != person:
+                    return None
+                while len(self._claims) > _MAX_CLAIMS:
+                    del self._claims[next(iter(self._claims))]
             return (pending_id, data.agent, data.scope)
 
     def decide(self, code: str, approved: bool, *, person: str = "") -> HttpResponse | None:
         """``person`` presented ``code`` and decided: None when the decision was taken,
         else the machine's refusal (unknown, used or expired code). The machine's
         :class:`UserDecided` has no person: the decision is logged with it here."""
-        pending_id = self.store.pending_for_code(code)
+        pending_id = self._interaction_for(code)
         if pending_id is None:
             return pending_not_found()
-        with self._pending_lock:
-            snapshot = self.store.pending(pending_id)
-            if snapshot is None or snapshot.machine != "PendingInteraction":
+        with self.pending.lock(pending_id):
+            machine = self._restore(pending_id)
+            if not isinstance(machine, PendingInteraction):
                 return pending_not_found()
-            machine = PendingInteraction.restore(snapshot, config=self.config)
             shown: list[ShowConsent] = []
 
             def consent(action: Action) -> Event | bool | None:
@@ -530,12 +577,13 @@ class AAuthResource:
                 signers=self.signers,
                 http=None,
                 clock=self.clock,
-                store=self.store,
+                store=self,
                 on_action=consent,
             )
-            self.store.save_pending(pending_id, machine.snapshot())
+            self._save(pending_id, machine, code=machine.data.code)
             self._changes.changed(pending_id)  # wakes the agent's held poll
-            self._claims.pop(pending_id, None)
+            with self._claims_lock:
+                self._claims.pop(pending_id, None)
         if shown:
             log.info(
                 "aauth.io.resource.interaction_decided",

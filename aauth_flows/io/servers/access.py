@@ -25,8 +25,7 @@ import html
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -54,6 +53,7 @@ from aauth_flows.io.forms import (
 )
 from aauth_flows.io.messages import error_response, from_starlette, to_starlette
 from aauth_flows.io.passwords import verify_password
+from aauth_flows.io.pending_store import MemoryPendingStore, PendingStore
 from aauth_flows.io.runner import run_machine
 from aauth_flows.io.servers.context import ServerContext, well_known_routes
 from aauth_flows.machines.access_server import (
@@ -84,7 +84,6 @@ __all__ = [
     "ResourceGrant",
     "AccessServerSettings",
     "ConfiguredPolicy",
-    "PendingExchanges",
     "LockedAccessServerStore",
     "PAGE_HEADERS",
     "login_page",
@@ -97,6 +96,8 @@ TOKEN_PATH = "/token"  # noqa: S105 - a path, not a secret
 PENDING_PATH = "/pending"
 REVOKE_PATH = "/revoke"
 BIND_PATH = "/bind"
+#: how long a pending record is kept past its presented token's expiry (late polls)
+PENDING_GRACE = 3600
 
 
 # -- settings ---------------------------------------------------------------------------
@@ -380,44 +381,6 @@ class LockedAccessServerStore(InMemoryAccessServerStore):
             return super().apply(action)
 
 
-class PendingExchanges:
-    """Pending machines as snapshot JSON keyed by pending URL; bounded (oldest first out).
-    :meth:`hold` serialises requests to the same pending URL."""
-
-    def __init__(self, max_entries: int) -> None:
-        self._max = max_entries
-        self._lock = threading.Lock()
-        self._snapshots: OrderedDict[str, str] = OrderedDict()
-        self._busy: dict[str, threading.Lock] = {}
-
-    def get(self, url: str) -> str | None:
-        with self._lock:
-            return self._snapshots.get(url)
-
-    def put(self, url: str, snapshot: str) -> None:
-        with self._lock:
-            self._snapshots[url] = snapshot
-            self._snapshots.move_to_end(url)
-            while len(self._snapshots) > self._max:
-                old, _ = self._snapshots.popitem(last=False)
-                self._busy.pop(old, None)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._snapshots)
-
-    @contextmanager
-    def hold(self, url: str) -> Iterator[None]:
-        with self._lock:  # a lock only for a known URL: strangers' URLs are not kept
-            known = url in self._snapshots
-            lock = self._busy.setdefault(url, threading.Lock()) if known else None
-        if lock is None:
-            yield
-            return
-        with lock:
-            yield
-
-
 # -- the app -----------------------------------------------------------------------------------
 
 
@@ -530,7 +493,9 @@ def build_app(context: ServerContext, settings: AccessServerSettings) -> Starlet
         token_lifetime=settings.token_lifetime,
         retry_after=settings.retry_after,
     )
-    pending = PendingExchanges(settings.max_pending)
+    pending: PendingStore = MemoryPendingStore(
+        max_entries=settings.max_pending, clock=context.clock
+    )
     metadata = AccessServerMetadata.from_dict(
         {
             "issuer": issuer,
@@ -560,19 +525,26 @@ def build_app(context: ServerContext, settings: AccessServerSettings) -> Starlet
             raise AAuthError("the request was not answered", code="server_error", status=500)
         return to_starlette(result.response)
 
+    def save(url: str, machine: AuthTokenExchange) -> None:
+        # kept until the presented token expires (the machine answers 408 then), and a
+        # while after so a late poll still gets the machine's answer rather than a 404
+        grant = machine.data.context
+        until = grant.max_exp if grant is not None else context.clock() + settings.window
+        pending.put(url, machine.snapshot().to_json(), expires_at=until + PENDING_GRACE)
+
     def token(request: HttpRequest) -> Response:
         machine = AuthTokenExchange(config=config)
         event = TokenRequestReceived(request=request, at=context.clock(), nonce=context.random(16))
         response = run(machine, event)
         url = machine.data.pending_url
         if url is not None:
-            pending.put(url, machine.snapshot().to_json())
+            save(url, machine)
         log.info("aauth.as.token", status=response.status_code, state=machine.state.value)
         return response
 
     def poll(request: HttpRequest) -> Response:
         url = request.url
-        with pending.hold(url):
+        with pending.lock(url):
             text = pending.get(url)
             if text is None:
                 return error_response(not_found())
@@ -581,7 +553,7 @@ def build_app(context: ServerContext, settings: AccessServerSettings) -> Starlet
                 request=request, at=context.clock(), nonce=context.random(16)
             )
             response = run(machine, event)
-            pending.put(url, machine.snapshot().to_json())
+            save(url, machine)
         log.info("aauth.as.pending", status=response.status_code, state=machine.state.value)
         return response
 

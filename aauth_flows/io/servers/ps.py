@@ -34,6 +34,7 @@ from aauth_core.tokens.claims import DWK_PERSON
 from aauth_flows.io.forms import PasswordLogin, read_form, see_other
 from aauth_flows.io.long_poll import answer_poll, poll_now
 from aauth_flows.io.messages import error_response, from_starlette, to_starlette
+from aauth_flows.io.pending_store import CALLBACK_INDEX, CODE_INDEX, code_key
 from aauth_flows.io.servers.context import ServerContext, well_known_routes
 from aauth_flows.io.servers.ps_driver import PersonOutcome, PersonServer
 from aauth_flows.io.servers.ps_pages import (
@@ -45,7 +46,6 @@ from aauth_flows.io.servers.ps_pages import (
     login_page,
     message_page,
 )
-from aauth_flows.io.servers.ps_records import code_key
 from aauth_flows.io.servers.ps_sessions import (
     COOKIE,
     LOGIN_COOKIE,
@@ -210,7 +210,7 @@ def build_app(
             key = code_key(normalize_code(code))
         except MalformedInput:
             return refused("That is not a code.", 400)
-        url = ps.pending.url_for_code(key)
+        url = ps.records.find(CODE_INDEX, key)
         if url is None:
             return refused("Unknown or expired code.", 400)
         event = InteractionArrived(code=code, at=context.clock())
@@ -281,7 +281,7 @@ def build_app(
         session = current(request)
         if session is None:
             return to_login(request)
-        url = ps.pending.url_for_callback(f"{issuer}{request.url.path}")
+        url = ps.records.find(CALLBACK_INDEX, f"{issuer}{request.url.path}")
         if url is None or url not in session.reached:
             return message_page("Not found", "There is no such request for you.", status=404)
         error = request.query_params.get("error")

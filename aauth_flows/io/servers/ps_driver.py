@@ -27,10 +27,16 @@ from aauth_core.metadata import AccessServerMetadata, ResourceMetadata
 from aauth_flows.io.discovery import Discovery
 from aauth_flows.io.long_poll import ChangeCounter
 from aauth_flows.io.messages import send
+from aauth_flows.io.pending_store import (
+    CALLBACK_INDEX,
+    CODE_INDEX,
+    MemoryPendingStore,
+    PendingStore,
+    code_key,
+)
 from aauth_flows.io.runner import run_machine
 from aauth_flows.io.servers.context import ServerContext
 from aauth_flows.io.servers.ps_federation import FederationWorkers
-from aauth_flows.io.servers.ps_records import MemoryPendingStore, PendingStore, code_key
 from aauth_flows.io.servers.ps_settings import PersonServerSettings
 from aauth_flows.machines.actions import Wait
 from aauth_flows.machines.engine import Action, Event, Machine, Snapshot
@@ -114,7 +120,11 @@ class PersonServer:
         if settings.consent_mode == "approval":
             self.store.reachable.update(settings.people)
         self._writer = _LockedStore(self.store)
-        self.pending: PendingStore = pending if pending is not None else MemoryPendingStore()
+        #: pending machines' snapshots by pending URL (indexed by code hash and callback)
+        self.records: PendingStore = (
+            pending if pending is not None else MemoryPendingStore(clock=context.clock)
+        )
+        #: what the person's pages look up (a code, a callback URL → the pending URL)
         self.config = PersonServerConfig(
             issuer=issuer,
             signing_key=context.signing_key,
@@ -200,7 +210,7 @@ class PersonServer:
         return result.response, taken
 
     def restore(self, url: str) -> Machine[Any, Any] | None:
-        text = self.pending.get(url)
+        text = self.records.get(url)
         if text is None:
             return None
         snapshot = Snapshot.from_json(text)
@@ -223,13 +233,21 @@ class PersonServer:
         expires = getattr(data, "pending_expires", 0) or (
             self.context.clock() + self.settings.pending_lifetime
         )
-        self.pending.put(url, machine.snapshot().to_json(), expires_at=expires + _GRACE)
+        indexes: dict[str, str] = {}
         code = getattr(data, "code", None)
         if code is not None:
-            self.pending.index_code(code_key(normalize_code(code)), url, expires_at=expires)
+            indexes[CODE_INDEX] = code_key(normalize_code(code))
         callback = getattr(data, "callback_url", None)
         if callback is not None:
-            self.pending.index_callback(callback, url, expires_at=expires)
+            indexes[CALLBACK_INDEX] = callback
+        # the record outlives its indexes: a late poll still gets the machine's 410
+        self.records.put(
+            url,
+            machine.snapshot().to_json(),
+            expires_at=expires + _GRACE,
+            indexes=indexes,
+            index_expires_at=expires,
+        )
 
     def _after(self, url: str, actions: list[Action]) -> None:
         """What a stored machine asked for beyond its answer (run once it is saved)."""
@@ -260,7 +278,7 @@ class PersonServer:
         response, later = self._run(machine, event)
         url = getattr(machine.data, "pending_url", "") or ""
         if url:
-            with self.pending.lock(url):
+            with self.records.lock(url):
                 self._save(machine)
             self._after(url, later)
         if response is None:
@@ -275,7 +293,7 @@ class PersonServer:
         """:meth:`pending_request` and the record's change stamp read under its lock right
         after the step, so a decision made a moment later always moves it (held polls)."""
         url = request.url.split("?", 1)[0]
-        with self.pending.lock(url):
+        with self.records.lock(url):
             machine = self.restore(url)
             if machine is None:
                 return pending_not_found(), self.version(url)
@@ -294,7 +312,7 @@ class PersonServer:
     def person_event(self, url: str, event: Event) -> PersonOutcome:
         """Feed the person's ``event`` (code, decision, question, callback) to ``url``."""
         outcome = PersonOutcome()
-        with self.pending.lock(url):
+        with self.records.lock(url):
             machine = self.restore(url)
             if machine is None:
                 outcome.state = "MISSING"
