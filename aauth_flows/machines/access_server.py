@@ -70,8 +70,8 @@ from aauth_flows.machines.as_revocation import (
     RevocationRequest,
     RevocationState,
 )
-from aauth_flows.machines.as_wire import json_response, need, problem_response, step
-from aauth_flows.machines.engine import Event, Machine, Step, handles, table
+from aauth_flows.machines.as_wire import json_response, problem_response, step
+from aauth_flows.machines.engine import Event, Machine, Step, handles, require, table
 from aauth_flows.machines.signing import complete, signing_input
 
 __all__ = [
@@ -225,7 +225,7 @@ class AuthTokenExchange(Machine[ExchangeState, ExchangeData]):
     def _decide(
         self, data: ExchangeData, at: int, nonce: bytes, *, pending_id: bytes | None
     ) -> Step[ExchangeState, ExchangeData]:
-        context = need(data.context, "the verified request")
+        context = require(data.context, "the verified request")
         pending_url = data.pending_url
         if pending_url is None and pending_id is not None:
             pending_url = f"{self._config.pending_base}/{b64url_encode(pending_id)}"
@@ -238,14 +238,14 @@ class AuthTokenExchange(Machine[ExchangeState, ExchangeData]):
             denied = AAuthError(decision.detail, code="denied", status=403)
             return step(X.REFUSED, data, [Respond(response=problem_response(denied))])
         # a new request comes with pending_id, a polled one has its pending_url
-        pending_url = need(pending_url, "the pending URL")
+        pending_url = require(pending_url, "the pending URL")
         data, response = pending_answer(data, decision, pending_url, self._config.retry_after)
         return step(X.PENDING, data, [Respond(response=response)])
 
     def _mint(
         self, data: ExchangeData, grant: Grant, at: int, nonce: bytes
     ) -> Step[ExchangeState, ExchangeData]:
-        context = need(data.context, "the verified request")
+        context = require(data.context, "the verified request")
         claims = auth_token_claims(self._config, context, grant, at, nonce)
         to_sign = signing_input(self._config.signing_key, lambda s: mint_token(claims, s))
         key = self._config.signing_key
@@ -259,8 +259,8 @@ class AuthTokenExchange(Machine[ExchangeState, ExchangeData]):
     def _signed(
         self, state: ExchangeState, data: ExchangeData, event: SignatureProduced
     ) -> Step[ExchangeState, ExchangeData]:
-        claims = need(data.minting, "the claims being minted")
-        context = need(data.context, "the verified request")
+        claims = require(data.minting, "the claims being minted")
+        context = require(data.context, "the verified request")
         token = complete(
             self._config.signing_key, lambda s: mint_token(claims, s), data.to_sign, event.signature
         )

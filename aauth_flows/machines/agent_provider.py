@@ -51,13 +51,12 @@ from aauth_flows.machines.as_wire import (
     begin_server_request,
     finish_server_request,
     json_request,
-    need,
     read_json_response,
     retry_after,
     same_origin_location,
     step,
 )
-from aauth_flows.machines.engine import Action, Event, Machine, Step, handles, table
+from aauth_flows.machines.engine import Action, Event, Machine, Step, handles, require, table
 from aauth_flows.machines.signing import SigningKey, complete, signing_input
 
 __all__ = [
@@ -301,7 +300,7 @@ class AgentTokenIssuance(Machine[IssuanceState, IssuanceData]):
     def _signed(
         self, state: IssuanceState, data: IssuanceData, event: SignatureProduced
     ) -> Step[IssuanceState, IssuanceData]:
-        claims = need(data.claims, "the claims being minted")
+        claims = require(data.claims, "the claims being minted")
         key = self._config.signing_key
         token = complete(key, lambda s: mint_token(claims, s), data.to_sign, event.signature)
         issued = IssuedAgentToken(token=token, jti=claims.jti, sub=claims.sub, exp=claims.exp)
@@ -379,7 +378,7 @@ class AgentTokenRevocation(Machine[RevocationClientState, RevocationClientData])
     def _sign(
         self, data: RevocationClientData, at: int
     ) -> Step[RevocationClientState, RevocationClientData]:
-        endpoint = need(data.endpoint or None, "the revocation endpoint")
+        endpoint = require(data.endpoint or None, "the revocation endpoint")
         if data.location is None:
             request = json_request("POST", endpoint, {"jti": data.jti, "exp": data.exp})
         else:
@@ -405,7 +404,7 @@ class AgentTokenRevocation(Machine[RevocationClientState, RevocationClientData])
     def _signed(
         self, state: RevocationClientState, data: RevocationClientData, event: SignatureProduced
     ) -> Step[RevocationClientState, RevocationClientData]:
-        signing = need(data.signing, "the request being signed")
+        signing = require(data.signing, "the request being signed")
         request = finish_server_request(self._config.signing_key, signing, event.signature)
         return step(C.AWAITING, evolve(data, signing=None), [SendRequest(request=request)])
 

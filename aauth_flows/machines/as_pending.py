@@ -29,7 +29,8 @@ from aauth_flows.machines.as_policy import (
     RequireInteraction,
     RequirePayment,
 )
-from aauth_flows.machines.as_wire import json_response, need, read_json_body
+from aauth_flows.machines.as_wire import json_response, read_json_body
+from aauth_flows.machines.engine import require
 from aauth_flows.machines.wire import pending_gone, pending_not_found
 
 __all__ = [
@@ -126,7 +127,7 @@ def accept_post(
             raise MalformedInput("updated_request answers a clarification request")
         if data.clarification_rounds >= MAX_CLARIFICATION_ROUNDS:
             raise MalformedInput("too many clarification rounds")
-        context = need(data.context, "the verified request")
+        context = require(data.context, "the verified request")
         updated = verify_updated_request(config, context, body, at)
         justification = body.get("justification")
         return evolve(

@@ -49,14 +49,13 @@ from aauth_flows.machines.as_wire import (
     begin_server_request,
     finish_server_request,
     json_response,
-    need,
     problem_response,
     read_json_body,
     retry_after,
     same_origin_location,
     step,
 )
-from aauth_flows.machines.engine import Action, Event, Machine, Step, handles, table
+from aauth_flows.machines.engine import Action, Event, Machine, Step, handles, require, table
 
 __all__ = [
     "DownstreamRevocation",
@@ -254,7 +253,7 @@ class RevocationRequest(Machine[RevocationState, RevocationData]):
     def _settle(
         self, data: RevocationData, outcome: str | None, at: int
     ) -> Step[RevocationState, RevocationData]:
-        done = need(data.queue[0] if data.queue else None, "the downstream revocation")
+        done = require(data.queue[0] if data.queue else None, "the downstream revocation")
         failures = data.failures if outcome is None else (*data.failures, (done.recipient, outcome))
         return self._next(evolve(data, queue=data.queue[1:], failures=failures), at)
 
@@ -262,7 +261,7 @@ class RevocationRequest(Machine[RevocationState, RevocationData]):
     def _signed(
         self, state: RevocationState, data: RevocationData, event: SignatureProduced
     ) -> Step[RevocationState, RevocationData]:
-        pending = need(data.signing, "the request being signed")
+        pending = require(data.signing, "the request being signed")
         request = finish_server_request(self._config.signing_key, pending, event.signature)
         return step(R.AWAITING, evolve(data, signing=None), [SendRequest(request=request)])
 
@@ -273,7 +272,7 @@ class RevocationRequest(Machine[RevocationState, RevocationData]):
         response, at = event.response, event.at
         if response.status != 202:
             return self._settle(data, _outcome(response.status), at)
-        target = need(data.queue[0] if data.queue else None, "the downstream revocation")
+        target = require(data.queue[0] if data.queue else None, "the downstream revocation")
         if data.polls >= MAX_DOWNSTREAM_POLLS:
             return self._settle(data, UNAVAILABLE, at)
         try:
@@ -296,6 +295,6 @@ class RevocationRequest(Machine[RevocationState, RevocationData]):
     def _timer(
         self, state: RevocationState, data: RevocationData, event: TimerFired
     ) -> Step[RevocationState, RevocationData]:
-        location = need(data.location, "the resource's pending URL")
+        location = require(data.location, "the resource's pending URL")
         data = evolve(data, polls=data.polls + 1)
         return self._sign(data, HttpRequest(method="GET", url=location), event.at)

@@ -24,9 +24,6 @@ from typing import Any, TypeVar
 
 from attrs import field, frozen
 
-from aauth_core.errors import (
-    LocalProtocolError,
-)
 from aauth_core.http import HttpRequest
 from aauth_core.httpsig import (
     AAUTH_COMPONENTS,
@@ -63,20 +60,11 @@ __all__ = [
     "same_origin_location",
     "origin_of",
     "step",
-    "need",
 ]
 
 S = TypeVar("S")
 D = TypeVar("D")
 T = TypeVar("T")
-
-
-def need(value: T | None, what: str) -> T:
-    """``value``, which the machine's state promises; its absence means the machine was
-    built in an impossible state or driven out of order (:class:`LocalProtocolError`)."""
-    if value is None:
-        raise LocalProtocolError(f"{what} is missing in this state")
-    return value
 
 
 def step(state: S, data: D, actions: Iterable[Action] = ()) -> Step[Any, D]:

@@ -54,13 +54,12 @@ from aauth_flows.machines.as_wire import (
     begin_server_request,
     finish_server_request,
     json_request,
-    need,
     read_json_response,
     retry_after,
     same_origin_location,
     step,
 )
-from aauth_flows.machines.engine import Action, Event, Machine, Step, handles, table
+from aauth_flows.machines.engine import Action, Event, Machine, Step, handles, require, table
 from aauth_flows.machines.federation_api import (
     FederationProgress,
     FederationRequest,
@@ -286,7 +285,7 @@ class FederationClient(Machine[FederationState, FederationData]):
     def _signed(
         self, state: FederationState, data: FederationData, event: SignatureProduced
     ) -> Step[FederationState, FederationData]:
-        signing = need(data.signing, "the request being signed")
+        signing = require(data.signing, "the request being signed")
         signed = finish_server_request(self._config.signing_key, signing, event.signature)
         return step(
             state=S.AWAITING,
@@ -308,7 +307,7 @@ class FederationClient(Machine[FederationState, FederationData]):
             return self._fail(data, as_unreachable("the AS kept the request pending"), event.at)
         data = evolve(data, polls=data.polls + 1)
         if data.location is None:  # 429/503 on the first POST: send it again
-            request = need(data.request, "the federation request")
+            request = require(data.request, "the federation request")
             return self._sign(data, "POST", data.endpoint, token_request_body(request), event.at)
         return self._sign(data, "GET", data.location, None, event.at)
 
@@ -316,7 +315,7 @@ class FederationClient(Machine[FederationState, FederationData]):
     def _paid(
         self, state: FederationState, data: FederationData, event: PaymentSettled
     ) -> Step[FederationState, FederationData]:
-        location = need(data.location, "the pending URL")
+        location = require(data.location, "the pending URL")
         return self._sign(data, "GET", location, None, event.at)
 
     @handles(AnswerPending)
@@ -352,7 +351,7 @@ class FederationClient(Machine[FederationState, FederationData]):
     def _delivered(
         self, data: FederationData, response: HttpResponse, at: int
     ) -> Step[FederationState, FederationData]:
-        expect = need(data.expect, "the delivery expectation")
+        expect = require(data.expect, "the delivery expectation")
         body = read_json_response(response)
         if body is None:
             return self._fail(data, as_unreachable("the AS's 200 is not a JSON object"), at)
@@ -408,8 +407,8 @@ class FederationClient(Machine[FederationState, FederationData]):
         self, data: FederationData, body: Mapping[str, Any], at: int
     ) -> Step[FederationState, FederationData]:
         wanted = requested_claim_names(body)
-        location = need(data.location, "the pending URL")
-        expect = need(data.expect, "the delivery expectation")
+        location = require(data.location, "the pending URL")
+        expect = require(data.expect, "the delivery expectation")
         released = released_claims(self._config.claims, expect, wanted)
         data = evolve(data, claims_sent=True, last_requirement=None)
         return self._sign(data, "POST", location, released, at)
