@@ -41,6 +41,7 @@ __all__ = [
     "admit_async",
     "client",
     "async_client",
+    "BodyBudget",
     "read_limited",
     "read_limited_async",
 ]
@@ -260,31 +261,45 @@ def async_client(policy: EgressPolicy | None = None, **kwargs: Any) -> httpx.Asy
     )
 
 
+class BodyBudget:
+    """Collects a body in chunks and refuses it, by raising ``error``, the moment it is
+    over ``max_bytes`` (or as soon as a declared ``Content-Length`` says it will be)."""
+
+    __slots__ = ("_chunks", "_error", "_max", "_size")
+
+    def __init__(self, max_bytes: int, error: AAuthError, declared: str | None = None) -> None:
+        self._max, self._error = max_bytes, error
+        self._chunks: list[bytes] = []
+        self._size = 0
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            raise error
+
+    def add(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self._max:
+            raise self._error
+        self._chunks.append(chunk)
+
+    def body(self) -> bytes:
+        return b"".join(self._chunks)
+
+
+def _response_budget(response: httpx.Response, max_bytes: int) -> BodyBudget:
+    error = EgressRefused(f"response from {response.url.host} is over {max_bytes} bytes")
+    return BodyBudget(max_bytes, error, response.headers.get("content-length"))
+
+
 def read_limited(response: httpx.Response, max_bytes: int) -> bytes:
     """The body of a streamed ``response``, refusing more than ``max_bytes``."""
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise EgressRefused(f"response from {response.url.host} is over {max_bytes} bytes")
-    chunks: list[bytes] = []
-    size = 0
+    budget = _response_budget(response, max_bytes)
     for chunk in response.iter_bytes():
-        size += len(chunk)
-        if size > max_bytes:
-            raise EgressRefused(f"response from {response.url.host} is over {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        budget.add(chunk)
+    return budget.body()
 
 
 async def read_limited_async(response: httpx.Response, max_bytes: int) -> bytes:
     """:func:`read_limited` for an async streamed response."""
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise EgressRefused(f"response from {response.url.host} is over {max_bytes} bytes")
-    chunks: list[bytes] = []
-    size = 0
+    budget = _response_budget(response, max_bytes)
     async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > max_bytes:
-            raise EgressRefused(f"response from {response.url.host} is over {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        budget.add(chunk)
+    return budget.body()

@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from aauth_core.errors import AAuthError, MalformedInput
 from aauth_core.http import HttpRequest, HttpResponse
-from aauth_flows.io.egress import EgressRefused, read_limited, read_limited_async
+from aauth_flows.io.egress import BodyBudget, EgressRefused, read_limited, read_limited_async
 from aauth_flows.machines.wire import MAX_BODY, problem_response
 
 __all__ = [
@@ -105,16 +105,13 @@ async def from_starlette(request: Request, *, origin: str, max_body: int = MAX_B
 
     Raises :class:`BodyTooLarge` (413) past ``max_body`` and :class:`MalformedInput` (400)
     for a header core refuses."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_body:
-        raise BodyTooLarge(f"request body is over {max_body} bytes")
-    chunks: list[bytes] = []
-    size = 0
+    budget = BodyBudget(
+        max_body,
+        BodyTooLarge(f"request body is over {max_body} bytes"),
+        request.headers.get("content-length"),
+    )
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_body:
-            raise BodyTooLarge(f"request body is over {max_body} bytes")
-        chunks.append(chunk)
+        budget.add(chunk)
     raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
     query: bytes = request.scope.get("query_string", b"")
     target = raw_path.decode("latin-1")
@@ -123,7 +120,7 @@ async def from_starlette(request: Request, *, origin: str, max_body: int = MAX_B
     try:
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
         return HttpRequest(
-            method=request.method, url=f"{origin}{target}", headers=headers, body=b"".join(chunks)
+            method=request.method, url=f"{origin}{target}", headers=headers, body=budget.body()
         )
     except TypeError as err:
         raise MalformedInput(f"unusable request: {err}") from err
