@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from aauth_core.errors import AAuthError
+from aauth_flows.io.egress import BodyBudget
 from aauth_flows.io.passwords import hash_password, verify_password
 
 __all__ = [
@@ -64,14 +65,16 @@ async def read_form(
     """A small urlencoded form, bounded and strict (no repeated field)."""
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != _FORM:
         raise FormError("a form post is expected", status=415)
-    body = b""
+    budget = BodyBudget(
+        max_bytes,
+        FormError("the form is too large", status=413),
+        request.headers.get("content-length"),
+    )
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise FormError("the form is too large", status=413)
+        budget.add(chunk)
     try:
         pairs = parse_qsl(
-            body.decode("utf-8"),
+            budget.body().decode("utf-8"),
             keep_blank_values=True,
             strict_parsing=False,
             max_num_fields=max_fields,
