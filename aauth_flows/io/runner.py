@@ -19,6 +19,7 @@ PKCS#11 signs block too, so ASGI servers call :func:`run_machine` in a worker th
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -94,7 +95,9 @@ def run_machine(
     store: RecordStore | None = None,
     on_action: ActionHook | None = None,
 ) -> RunResult:
-    """Feed ``event`` to ``machine`` and every answer the driver owes it; see the module."""
+    """Feed ``event`` to ``machine`` and every answer the driver owes it; see the module.
+    Logs one ``aauth.io.handled`` event (machine, final state, status, duration)."""
+    started = time.perf_counter()
     result = RunResult()
     queue: deque[Event] = deque([event])
     while queue:
@@ -118,4 +121,11 @@ def run_machine(
                     result.records.append(action)
                 else:
                     result.later.append(action)
+    log.info(
+        "aauth.io.handled",
+        machine=type(machine).__name__,
+        state=machine.state.name,
+        status=None if result.response is None else result.response.status,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
     return result
