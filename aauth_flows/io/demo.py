@@ -36,7 +36,18 @@ from aauth_flows.io import egress
 from aauth_flows.io.agent_client import AgentClient
 from aauth_flows.io.ap_client import request_agent_token
 from aauth_flows.io.demo_person import Browser
-from aauth_flows.io.demo_stack import AGENT, AP, AS, CALENDAR, FED, PERSON, PS, Stack, agent_key
+from aauth_flows.io.demo_stack import (
+    AGENT,
+    AP,
+    AS,
+    CALENDAR,
+    FED,
+    PERSON,
+    PS,
+    AgentKey,
+    Stack,
+    agent_key,
+)
 from aauth_flows.io.discovery import Discovery
 from aauth_flows.machines.actions import ShowInteraction
 
@@ -127,7 +138,7 @@ class Outcome:
 
 
 class Demo:
-    def __init__(self, stack: Stack, agent: Any, out: Callable[[str], None]) -> None:
+    def __init__(self, stack: Stack, agent: AgentKey, out: Callable[[str], None]) -> None:
         self.stack = stack
         self.trace = Trace(out=out)
         self.outcomes: list[Outcome] = []

@@ -29,7 +29,19 @@ from aauth_core.signer import Signer
 from aauth_flows.io.devtls import DevTls, make_dev_tls
 from aauth_flows.io.egress import EgressPolicy
 
-__all__ = ["AP", "PS", "AS", "CALENDAR", "FED", "AGENT", "Stack", "running_stack", "agent_key"]
+__all__ = [
+    "AP",
+    "PS",
+    "AS",
+    "CALENDAR",
+    "FED",
+    "AGENT",
+    "PERSON",
+    "AgentKey",
+    "Stack",
+    "running_stack",
+    "agent_key",
+]
 
 AP = "https://ap.aauth.test"
 PS = "https://ps.aauth.test"
