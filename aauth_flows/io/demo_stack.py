@@ -15,8 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,6 @@ __all__ = [
     "PERSON",
     "AgentKey",
     "Stack",
-    "running_stack",
     "agent_key",
 ]
 
@@ -274,13 +272,3 @@ class Stack:
             if process.stdout is not None:
                 process.stdout.close()
         return codes
-
-
-@contextmanager
-def running_stack(work: Path, agent_thumbprint: str) -> Iterator[Stack]:
-    stack = Stack(work, agent_thumbprint)
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop()
