@@ -46,7 +46,7 @@ from aauth_core.tokens import (
     StaticKeyResolver,
     mint_token,
 )
-from benchmarks import pkcs11_ops
+from benchmarks import pkcs11_ops, resource_ops
 from benchmarks.harness import Operation, run_rounds, summarise, table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,6 +177,16 @@ def build_operations() -> tuple[list[Operation], list[Any]]:
     raw_verify_c = "raw Ed25519 verify (cryptography)"
     raw_verify_n = "raw Ed25519 verify (PyNaCl)"
     raw_verify_stream = "raw Ed25519 verify (PyNaCl), a different message each time"
+    # The resource side as deployed (benchmarks/resource_ops.py), same request, same baseline
+    # as the warm verify row.
+    resource_rows, resource_closers = resource_ops.build(
+        signed=signed,
+        keys=keys,
+        audience="https://resource.example",
+        now=NOW,
+        baseline=raw_verify_n,
+    )
+    closers.extend(resource_closers)
     return [
         Operation(raw_sign_c, lambda: crypto_key.sign(base), group="primitive"),
         Operation(raw_sign_n, lambda: nacl.bindings.crypto_sign(base, sk), group="primitive"),
@@ -217,6 +227,7 @@ def build_operations() -> tuple[list[Operation], list[Any]]:
             baseline=raw_verify_stream,
             group="aauth",
         ),
+        *resource_rows,
         Operation(
             "agent token decode + verify (ours)",
             lambda: verify_jws(decode_compact(token), ap_jwk),
