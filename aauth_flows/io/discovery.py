@@ -72,7 +72,14 @@ from aauth_flows.io.egress import EgressRefused
 from aauth_flows.io.messages import send
 from aauth_flows.machines.engine import narrow
 
-__all__ = ["Discovery", "DEFAULT_TTL", "MAX_BACKOFF", "MAX_DOCUMENT_BYTES"]
+__all__ = [
+    "Discovery",
+    "CachedKeys",
+    "WouldBlock",
+    "DEFAULT_TTL",
+    "MAX_BACKOFF",
+    "MAX_DOCUMENT_BYTES",
+]
 
 log = structlog.get_logger("aauth.io")
 
@@ -98,6 +105,26 @@ class _Document:
     keys: tuple[dict[str, Any], ...] | None  # None: the document names no jwks_uri
     fresh_until: float
     drop_at: float
+
+
+class WouldBlock(Exception):
+    """The answer needs the network (not an AAuthError: no peer did anything wrong). An
+    event-loop caller retries the whole step where blocking is allowed."""
+
+
+class CachedKeys:
+    """:meth:`Discovery.without_fetching`: resolves from fresh cached documents only."""
+
+    __slots__ = ("_discovery",)
+
+    def __init__(self, discovery: Discovery) -> None:
+        self._discovery = discovery
+
+    def resolve(self, issuer: str, dwk: str, kid: str | None) -> PublicJwk:
+        key = self._discovery.cached(issuer, dwk, kid)
+        if key is None:
+            raise WouldBlock(f"keys of {issuer[:100]} are not cached")
+        return key
 
 
 class _Entry:
@@ -241,6 +268,21 @@ class Discovery:
                 f"issuer {issuer[:100]} {which}{named}", code=SignatureErrorCode.UNKNOWN_KEY
             )
         return key
+
+    def cached(self, issuer: str, dwk: str, kid: str | None) -> PublicJwk | None:
+        """The key :meth:`resolve` would return without touching the network: from a
+        fresh cached document only (None: a fetch, or a wait for one, would be needed)."""
+        with self._lock:
+            entry = self._entries.get((issuer, dwk))
+            document = None if entry is None or entry.fetching else entry.document
+            if document is None or self._clock() >= min(document.fresh_until, document.drop_at):
+                return None
+        return self._select(issuer, document, kid)
+
+    def without_fetching(self) -> CachedKeys:
+        """A :class:`KeyResolver` over this cache that never blocks: it raises
+        :class:`WouldBlock` where :meth:`resolve` would fetch."""
+        return CachedKeys(self)
 
     # --- cache --------------------------------------------------------------------------
 

@@ -23,8 +23,13 @@ own issuer, body bounded) and run through the resource machines the way
 - ``/.well-known/aauth-resource.json`` and the JWKS are served directly;
 - paths listed in :attr:`AAuthResource.public` go to the app untouched (no caller).
 
-Machines run in a worker thread (they resolve keys and sign through blocking calls); the
-app itself runs on the event loop (``anyio.from_thread.run``). With a
+An API call runs on the event loop when nothing in it can block: every signer is a
+software key and keys come from a static set or from the discovery cache (a key not
+cached yet raises :class:`~aauth_flows.io.discovery.WouldBlock` and the call starts over
+in a worker thread). Everything else (pending URLs, the endpoints, hardware keys, other
+resolvers) runs its machine in a worker thread, and the app on the event loop
+(``anyio.from_thread.run``). The hop there and back costs several times a signature
+check (docs/benchmarks.md), which is why the common call avoids it. With a
 :class:`~aauth_flows.io.replay.ReplayCache`, a verified state-changing call (any method
 but GET, HEAD and OPTIONS, as the spec's checklist scopes it) whose ``(key, created,
 method, authority, path, signature)`` was already served inside the signature window is
@@ -48,16 +53,18 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 import structlog
-from attrs import Factory, define, field, frozen
+from attrs import Factory, define, evolve, field, frozen
 from starlette.requests import Request
 from starlette.responses import Response
 
+from aauth_backends.software import SoftwareSignerBase
 from aauth_core.errors import AAuthError, SignatureFailure
 from aauth_core.http import HttpRequest, HttpResponse
 from aauth_core.httpsig.verify import read_signature
 from aauth_core.metadata import ResourceMetadata
 from aauth_core.signer import Signer
-from aauth_core.tokens.verify import KeyResolver
+from aauth_core.tokens.verify import KeyResolver, StaticKeyResolver
+from aauth_flows.io.discovery import Discovery, WouldBlock
 from aauth_flows.io.forms import (
     FailureLimiter,
     FormError,
@@ -201,6 +208,22 @@ def _json(body: Mapping[str, Any], *, max_age: int = 300) -> Response:
     )
 
 
+def _inline_config(config: ResourceConfig, signers: Mapping[str, Signer]) -> ResourceConfig | None:
+    """The config for calls run on the event loop, when nothing in them can block: every
+    signer is a software key (microseconds) and keys come from a static set or from a
+    :class:`Discovery` cache read without fetching (:class:`WouldBlock` sends the call to a
+    worker thread instead). None: always use the worker thread (PKCS#11 keys, other
+    resolvers)."""
+    if not all(isinstance(signer, SoftwareSignerBase) for signer in signers.values()):
+        return None
+    keys = config.keys
+    if isinstance(keys, StaticKeyResolver):
+        return config
+    if isinstance(keys, Discovery):
+        return evolve(config, keys=keys.without_fetching())
+    return None
+
+
 @define
 class AAuthResource:
     """One resource identity: its machines' configuration, store, keys and pages.
@@ -250,6 +273,8 @@ class AAuthResource:
     _changes: ChangeCounter = field(factory=ChangeCounter, init=False, repr=False)
     _csrf_key: bytes = field(factory=lambda: secrets.token_bytes(32), init=False, repr=False)
     _limiter: FailureLimiter = field(init=False, repr=False)
+    #: the config a call may run with on the event loop (keys that never block), or None
+    _inline: ResourceConfig | None = field(default=None, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if str(self.metadata.issuer) != self.config.issuer:
@@ -259,6 +284,7 @@ class AAuthResource:
         if self.login_url is not None and local_next(self.login_url, "") != self.login_url:
             raise ValueError("login_url must be a path on the resource's own origin")
         self._limiter = FailureLimiter(limit=self.code_attempts, window=self.code_window)
+        self._inline = _inline_config(self.config, self.signers)
         if self.person is not None:
             if self.allow_unauthenticated_interaction:
                 raise ValueError("a person hook and allow_unauthenticated_interaction exclude")
@@ -400,6 +426,54 @@ class AAuthResource:
             return _Handled(response=self._run(call, event, self._serving(serve, True)))
         except _Refused as refused:
             return _Handled(response=refused.response)
+
+    def is_api_call(self, path: str) -> bool:
+        """A path the :class:`ResourceCall` machine answers (not a pending URL or one of
+        the resource's own endpoints)."""
+        return not (
+            path.startswith(_path(self.config.pending_base))
+            or path == _same_origin_path(self.metadata.authorization_endpoint, self.issuer)
+            or path == _same_origin_path(self.metadata.revocation_endpoint, self.issuer)
+        )
+
+    def start_call(self, request: HttpRequest) -> tuple[ResourceCall, HttpResponse | Serve]:
+        """Run an API call on the caller's thread up to the app: the answer, or the
+        ``Serve`` to run (then :meth:`finish_call`). Raises :class:`WouldBlock` when a
+        key is not cached (run :meth:`handle_tracked` in a worker thread instead)."""
+        if self._inline is None:
+            raise WouldBlock("this resource's keys or signers may block")
+        machine = ResourceCall(config=self._inline)
+        event = RequestReceived(request=request, at=self.clock(), random=self.random(RANDOM_BYTES))
+        served: list[Serve] = []
+
+        def hook(action: Action) -> bool | None:
+            if not isinstance(action, Serve):
+                return None
+            self._check_replay(action)
+            served.append(action)
+            return True  # the app runs on the loop; Served comes back in finish_call
+
+        try:
+            result = run_machine(
+                machine,
+                event,
+                signers=self.signers,
+                http=None,
+                clock=self.clock,
+                store=self,
+                on_action=hook,
+            )
+        except _Refused as refused:
+            return machine, refused.response
+        if served:
+            return machine, served[0]
+        if result.response is None:
+            raise RuntimeError("ResourceCall gave no answer")
+        return machine, result.response
+
+    def finish_call(self, machine: ResourceCall, response: HttpResponse) -> HttpResponse:
+        """Feed the app's answer to a call :meth:`start_call` paused at ``Serve``."""
+        return self._run(machine, Served(response=response, at=self.clock()), None)
 
     def _serving(
         self, serve: Callable[[Serve], HttpResponse], check_replay: bool
@@ -640,6 +714,10 @@ class AAuthMiddleware:
         request = await from_starlette(
             Request(scope, receive), origin=resource.issuer, max_body=resource.max_body
         )
+        if resource.is_api_call(_path(request.url)):
+            inline = await self._inline_call(scope, receive, request)
+            if inline is not None:
+                return to_starlette(poll_now(request, inline))
 
         def serve(action: Serve) -> HttpResponse:
             return anyio.from_thread.run(self._call_app, scope, receive, action)
@@ -665,6 +743,22 @@ class AAuthMiddleware:
             repoll=repoll,
         )
         return to_starlette(answer)
+
+    async def _inline_call(
+        self, scope: Scope, receive: Receive, request: HttpRequest
+    ) -> HttpResponse | None:
+        """The common call without leaving the event loop: verification from cached keys
+        and software signing take microseconds, where a hop to a worker thread and back
+        for the app costs several times that (docs/benchmarks.md). None: it needs the
+        network or a slow key, and the worker-thread path takes it from the start."""
+        try:
+            machine, outcome = self.resource.start_call(request)
+        except WouldBlock:
+            return None
+        if isinstance(outcome, HttpResponse):
+            return outcome
+        answer = await self._call_app(scope, receive, outcome)
+        return self.resource.finish_call(machine, answer)
 
     # -- the app, for a Serve action --------------------------------------------------------
 
