@@ -46,7 +46,7 @@ from aauth_core.tokens import (
     StaticKeyResolver,
     mint_token,
 )
-from benchmarks import pkcs11_ops, resource_ops
+from benchmarks import agent_ops, pkcs11_ops, resource_ops
 from benchmarks.harness import Operation, run_rounds, summarise, table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,6 +187,12 @@ def build_operations() -> tuple[list[Operation], list[Any]]:
         baseline=raw_verify_n,
     )
     closers.extend(resource_closers)
+    # The agent side (benchmarks/agent_ops.py): the same agent key and token as the
+    # cryptography sign row, against the same baseline.
+    agent_rows, agent_closers = agent_ops.build(
+        signer=crypto_signer, token=token, keys=keys, url=URL, now=NOW, baseline=raw_sign_c
+    )
+    closers.extend(agent_closers)
     return [
         Operation(raw_sign_c, lambda: crypto_key.sign(base), group="primitive"),
         Operation(raw_sign_n, lambda: nacl.bindings.crypto_sign(base, sk), group="primitive"),
@@ -227,6 +233,7 @@ def build_operations() -> tuple[list[Operation], list[Any]]:
             baseline=raw_verify_stream,
             group="aauth",
         ),
+        *agent_rows,
         *resource_rows,
         Operation(
             "agent token decode + verify (ours)",
