@@ -8,7 +8,9 @@ why.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import shutil
 import tempfile
 import threading
 from collections.abc import Callable
@@ -39,6 +41,7 @@ def unavailable() -> str | None:
 def private_token(label: str = "bench") -> Path:
     """A fresh SoftHSM2 token in a temporary directory; sets ``SOFTHSM2_CONF``."""
     root = Path(tempfile.mkdtemp(prefix="aauth-bench-softhsm-"))
+    atexit.register(shutil.rmtree, root, True)  # the token dies with the run
     PrivateSoftHsm(root).init_token(label, pin=PIN, so_pin="5678")
     return root
 
