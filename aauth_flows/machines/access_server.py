@@ -71,7 +71,14 @@ from aauth_flows.machines.as_revocation import (
     RevocationState,
 )
 from aauth_flows.machines.as_wire import json_response, problem_response, step
-from aauth_flows.machines.engine import Event, Machine, Step, handles, require, table
+from aauth_flows.machines.engine import (
+    ConfiguredMachine,
+    Event,
+    Step,
+    handles,
+    require,
+    table,
+)
 from aauth_flows.machines.signing import complete, signing_input
 
 __all__ = [
@@ -134,7 +141,7 @@ class PendingRequestReceived(Event):
 X = ExchangeState
 
 
-class AuthTokenExchange(Machine[ExchangeState, ExchangeData]):
+class AuthTokenExchange(ConfiguredMachine[ExchangeState, ExchangeData, AccessServerConfig]):
     """One PS request at the AS's ``auth_token_endpoint``, and its pending record."""
 
     State = ExchangeState
@@ -150,20 +157,6 @@ class AuthTokenExchange(Machine[ExchangeState, ExchangeData]):
             (X.GONE, PendingRequestReceived, {X.GONE}),
         ]
     )
-
-    def __init__(
-        self,
-        *,
-        config: AccessServerConfig,
-        data: ExchangeData | None = None,
-        state: ExchangeState | None = None,
-    ) -> None:
-        super().__init__(data=ExchangeData() if data is None else data, state=state)
-        self._config = config
-
-    @property
-    def config(self) -> AccessServerConfig:
-        return self._config
 
     # -- the first request -------------------------------------------------------------
 

@@ -122,8 +122,8 @@ from aauth_flows.machines.agent_requests import (
 from aauth_flows.machines.agent_selection import choose, forget, person_server
 from aauth_flows.machines.engine import (
     Action,
+    ConfiguredMachine,
     Event,
-    Machine,
     Step,
     handles,
     narrow,
@@ -197,7 +197,7 @@ def _fail(state_data: AgentData, error: AAuthError) -> Step[_S, AgentData]:
     return _step(state=_S.FAILED, data=state_data, actions=[Fail(error=error)])
 
 
-class AgentFlow(Machine[AgentState, AgentData]):
+class AgentFlow(ConfiguredMachine[AgentState, AgentData, AgentConfig]):
     """The agent side of one outbound call."""
 
     State = AgentState
@@ -223,16 +223,6 @@ class AgentFlow(Machine[AgentState, AgentData]):
             (_S.WAITING, Cancel, {_S.CANCELLED}),
         ]
     )
-
-    def __init__(
-        self, *, config: AgentConfig, data: AgentData, state: AgentState | None = None
-    ) -> None:
-        super().__init__(data=data, state=state)
-        self._config = config
-
-    @property
-    def config(self) -> AgentConfig:
-        return self._config
 
     # -- planning: what to do next, top-down -----------------------------------------------
 

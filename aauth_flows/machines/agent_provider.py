@@ -56,7 +56,15 @@ from aauth_flows.machines.as_wire import (
     same_origin_location,
     step,
 )
-from aauth_flows.machines.engine import Action, Event, Machine, Step, handles, require, table
+from aauth_flows.machines.engine import (
+    Action,
+    ConfiguredMachine,
+    Event,
+    Step,
+    handles,
+    require,
+    table,
+)
 from aauth_flows.machines.signing import SigningKey, complete, signing_input
 
 __all__ = [
@@ -182,7 +190,7 @@ def _refused(detail: str, code: str = "invalid_request", status: int = 400) -> A
     return AAuthError(detail, code=code, status=status)
 
 
-class AgentTokenIssuance(Machine[IssuanceState, IssuanceData]):
+class AgentTokenIssuance(ConfiguredMachine[IssuanceState, IssuanceData, AgentProviderConfig]):
     """One agent or sub-agent token."""
 
     State = IssuanceState
@@ -195,16 +203,6 @@ class AgentTokenIssuance(Machine[IssuanceState, IssuanceData]):
             (N.SIGNING, SignatureProduced, {N.ISSUED}),
         ]
     )
-
-    def __init__(
-        self,
-        *,
-        config: AgentProviderConfig,
-        data: IssuanceData | None = None,
-        state: IssuanceState | None = None,
-    ) -> None:
-        super().__init__(data=IssuanceData() if data is None else data, state=state)
-        self._config = config
 
     def _lifetime(self, requested: int | None) -> int:
         lifetime = self._config.lifetime if requested is None else requested
@@ -350,7 +348,9 @@ class RevocationClientData:
 C = RevocationClientState
 
 
-class AgentTokenRevocation(Machine[RevocationClientState, RevocationClientData]):
+class AgentTokenRevocation(
+    ConfiguredMachine[RevocationClientState, RevocationClientData, AgentProviderConfig]
+):
     """AP → PS: ``POST {"jti","exp"}`` signed as the AP; done on an empty ``200``."""
 
     State = RevocationClientState
@@ -364,16 +364,6 @@ class AgentTokenRevocation(Machine[RevocationClientState, RevocationClientData])
             (C.WAITING, TimerFired, {C.SIGNING}),
         ]
     )
-
-    def __init__(
-        self,
-        *,
-        config: AgentProviderConfig,
-        data: RevocationClientData | None = None,
-        state: RevocationClientState | None = None,
-    ) -> None:
-        super().__init__(data=RevocationClientData() if data is None else data, state=state)
-        self._config = config
 
     def _sign(
         self, data: RevocationClientData, at: int

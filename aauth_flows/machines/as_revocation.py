@@ -55,7 +55,15 @@ from aauth_flows.machines.as_wire import (
     same_origin_location,
     step,
 )
-from aauth_flows.machines.engine import Action, Event, Machine, Step, handles, require, table
+from aauth_flows.machines.engine import (
+    Action,
+    ConfiguredMachine,
+    Event,
+    Step,
+    handles,
+    require,
+    table,
+)
 
 __all__ = [
     "DownstreamRevocation",
@@ -135,7 +143,7 @@ def _outcome(status: int) -> str | None:
     return UNAVAILABLE
 
 
-class RevocationRequest(Machine[RevocationState, RevocationData]):
+class RevocationRequest(ConfiguredMachine[RevocationState, RevocationData, AccessServerConfig]):
     """One server-signed ``POST {"jti","exp"}`` at the AS's ``revocation_endpoint``."""
 
     State = RevocationState
@@ -150,20 +158,6 @@ class RevocationRequest(Machine[RevocationState, RevocationData]):
             (R.WAITING, TimerFired, {R.SIGNING}),
         ]
     )
-
-    def __init__(
-        self,
-        *,
-        config: AccessServerConfig,
-        data: RevocationData | None = None,
-        state: RevocationState | None = None,
-    ) -> None:
-        super().__init__(data=RevocationData() if data is None else data, state=state)
-        self._config = config
-
-    @property
-    def config(self) -> AccessServerConfig:
-        return self._config
 
     @handles(RevocationReceived)
     def _received(

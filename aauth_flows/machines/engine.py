@@ -42,6 +42,7 @@ __all__ = [
     "Step",
     "Snapshot",
     "Machine",
+    "ConfiguredMachine",
     "handles",
     "table",
     "require",
@@ -50,6 +51,7 @@ __all__ = [
 
 S = TypeVar("S", bound=enum.Enum)
 D = TypeVar("D")
+C = TypeVar("C")
 M = TypeVar("M", bound="Machine[Any, Any]")
 T = TypeVar("T")
 U = TypeVar("U")
@@ -279,3 +281,23 @@ class Machine(Generic[S, D]):
             raise MalformedInput(f"unknown {cls.__name__} state {snapshot.state[:40]!r}") from None
         data = converter.structure(snapshot.data, cls.DATA)
         return cls(data=data, state=state, **kwargs)
+
+
+class ConfiguredMachine(Machine[S, D], Generic[S, D, C]):
+    """A machine with the host's frozen configuration (``config``; never in a snapshot:
+    :meth:`Machine.restore` takes it as a keyword). A new machine starts from
+    :meth:`initial_data`."""
+
+    def __init__(self, *, config: C, data: D | None = None, state: S | None = None) -> None:
+        super().__init__(data=self.initial_data() if data is None else data, state=state)
+        self._config = config
+
+    def initial_data(self) -> D:
+        """The data of a new machine: ``DATA()`` (a machine that needs more overrides it,
+        or is always built with ``data=``)."""
+        data: D = self.DATA()
+        return data
+
+    @property
+    def config(self) -> C:
+        return self._config

@@ -59,7 +59,15 @@ from aauth_flows.machines.as_wire import (
     same_origin_location,
     step,
 )
-from aauth_flows.machines.engine import Action, Event, Machine, Step, handles, require, table
+from aauth_flows.machines.engine import (
+    Action,
+    ConfiguredMachine,
+    Event,
+    Step,
+    handles,
+    require,
+    table,
+)
 from aauth_flows.machines.federation_api import (
     FederationProgress,
     FederationRequest,
@@ -192,7 +200,7 @@ class FederationData:
 S = FederationState
 
 
-class FederationClient(Machine[FederationState, FederationData]):
+class FederationClient(ConfiguredMachine[FederationState, FederationData, FederationClientConfig]):
     """PS → AS: one federated auth-token request, to a delivered token or an error."""
 
     State = FederationState
@@ -213,20 +221,6 @@ class FederationClient(Machine[FederationState, FederationData]):
             (S.PAYING, PaymentSettled, {S.SIGNING}),
         ]
     )
-
-    def __init__(
-        self,
-        *,
-        config: FederationClientConfig,
-        data: FederationData | None = None,
-        state: FederationState | None = None,
-    ) -> None:
-        super().__init__(data=FederationData() if data is None else data, state=state)
-        self._config = config
-
-    @property
-    def config(self) -> FederationClientConfig:
-        return self._config
 
     # -- helpers ---------------------------------------------------------------------
 

@@ -30,7 +30,14 @@ from aauth_core.http import HttpResponse
 from aauth_core.interaction import codes_match
 from aauth_core.tokens.verify import inspect_token
 from aauth_flows.machines.actions import SignatureProduced, SignBytes, TimerFired
-from aauth_flows.machines.engine import Action, Event, Machine, Step, handles, require
+from aauth_flows.machines.engine import (
+    Action,
+    ConfiguredMachine,
+    Event,
+    Step,
+    handles,
+    require,
+)
 from aauth_flows.machines.federation_api import (
     FederationAnswer,
     FederationProgress,
@@ -146,7 +153,9 @@ def consent_rows(*, resource_interaction: bool = False) -> list[tuple[S, type[Ev
 CONSENT_ROWS = consent_rows()
 
 
-class TokenRequestMachine(Machine[TokenRequestState, TokenRequestData]):
+class TokenRequestMachine(
+    ConfiguredMachine[TokenRequestState, TokenRequestData, PersonServerConfig]
+):
     """Base of the person-token and auth-token machines (shared handlers)."""
 
     State = TokenRequestState
@@ -154,21 +163,8 @@ class TokenRequestMachine(Machine[TokenRequestState, TokenRequestData]):
     DATA = TokenRequestData
     KIND: ClassVar[IssuedKind]
 
-    def __init__(
-        self,
-        *,
-        config: PersonServerConfig,
-        data: TokenRequestData | None = None,
-        state: TokenRequestState | None = None,
-    ) -> None:
-        super().__init__(
-            data=data if data is not None else TokenRequestData(kind=self.KIND), state=state
-        )
-        self._config = config
-
-    @property
-    def config(self) -> PersonServerConfig:
-        return self._config
+    def initial_data(self) -> TokenRequestData:
+        return TokenRequestData(kind=self.KIND)
 
     # -- answers ------------------------------------------------------------------------
 

@@ -39,7 +39,15 @@ from aauth_flows.machines.actions import (
     SignBytes,
     TimerFired,
 )
-from aauth_flows.machines.engine import Action, Event, Machine, Step, handles, require, table
+from aauth_flows.machines.engine import (
+    Action,
+    ConfiguredMachine,
+    Event,
+    Step,
+    handles,
+    require,
+    table,
+)
 from aauth_flows.machines.ps_common import (
     IssuedKind,
     PendingRequest,
@@ -129,7 +137,7 @@ class RevocationData:
 R = RevocationState
 
 
-class RevocationMachine(Machine[RevocationState, RevocationData]):
+class RevocationMachine(ConfiguredMachine[RevocationState, RevocationData, PersonServerConfig]):
     State = RevocationState
     INITIAL = RevocationState.RECEIVED
     DATA = RevocationData
@@ -147,16 +155,6 @@ class RevocationMachine(Machine[RevocationState, RevocationData]):
             (R.GONE, PendingRequest, {R.GONE}),
         ]
     )
-
-    def __init__(
-        self,
-        *,
-        config: PersonServerConfig,
-        data: RevocationData | None = None,
-        state: RevocationState | None = None,
-    ) -> None:
-        super().__init__(data=data if data is not None else RevocationData(), state=state)
-        self._config = config
 
     @handles(RequestArrived)
     def _arrived(

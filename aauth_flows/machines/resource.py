@@ -34,7 +34,14 @@ from aauth_core.headers.requirement import Requirement
 from aauth_core.http import HttpResponse
 from aauth_core.tokens.claims import ResourceTokenClaims
 from aauth_flows.machines.actions import Respond, SignatureProduced
-from aauth_flows.machines.engine import Action, Machine, Step, handles, require, table
+from aauth_flows.machines.engine import (
+    Action,
+    ConfiguredMachine,
+    Step,
+    handles,
+    require,
+    table,
+)
 from aauth_flows.machines.resource_actions import (
     CodePresented,
     OpenPending,
@@ -191,7 +198,7 @@ def _path(url: str) -> str:
     return urlsplit(url).path or "/"
 
 
-class ResourceCall(Machine[CallState, CallData]):
+class ResourceCall(ConfiguredMachine[CallState, CallData, ResourceConfig]):
     """One protected API call at the resource."""
 
     State = CallState
@@ -208,16 +215,6 @@ class ResourceCall(Machine[CallState, CallData]):
             (C.SERVING, Served, {C.SERVED}),
         ]
     )
-
-    def __init__(
-        self,
-        *,
-        config: ResourceConfig,
-        data: CallData | None = None,
-        state: CallState | None = None,
-    ) -> None:
-        super().__init__(data=CallData() if data is None else data, state=state)
-        self._config = config
 
     # -- a request ---------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from attrs import evolve, frozen
 from aauth_core.headers.requirement import Requirement
 from aauth_core.http import HttpRequest, HttpResponse
 from aauth_flows.machines.actions import Respond, TimerFired
-from aauth_flows.machines.engine import Machine, Step, handles, require, table
+from aauth_flows.machines.engine import ConfiguredMachine, Step, handles, require, table
 from aauth_flows.machines.resource_actions import RequestReceived, Serve, Served
 from aauth_flows.machines.resource_answers import (
     error_response,
@@ -81,7 +81,7 @@ def _gone() -> HttpResponse:
     return error_response(pending_gone())
 
 
-class DeferredDelivery(Machine[DeferredState, DeferredData]):
+class DeferredDelivery(ConfiguredMachine[DeferredState, DeferredData, ResourceConfig]):
     State = DeferredState
     INITIAL = DeferredState.AWAITING_AUTH_TOKEN
     DATA = DeferredData
@@ -103,12 +103,6 @@ class DeferredDelivery(Machine[DeferredState, DeferredData]):
             (D.COMPLETED, TimerFired, {D.COMPLETED, D.GONE}),
         ]
     )
-
-    def __init__(
-        self, *, config: ResourceConfig, data: DeferredData, state: DeferredState | None = None
-    ) -> None:
-        super().__init__(data=data, state=state)
-        self._config = config
 
     @handles(TimerFired)
     def _timer(

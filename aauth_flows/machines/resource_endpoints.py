@@ -34,7 +34,7 @@ from aauth_core.strict_json import json_request_body
 from aauth_core.tokens.claims import DWK_ACCESS, DWK_PERSON, ResourceTokenClaims
 from aauth_core.tokens.verify import KeyResolver
 from aauth_flows.machines.actions import Respond, SignatureProduced
-from aauth_flows.machines.engine import Machine, Step, handles, require, table
+from aauth_flows.machines.engine import ConfiguredMachine, Step, handles, require, table
 from aauth_flows.machines.resource_actions import OpenPending, RecordRevocation, RequestReceived
 from aauth_flows.machines.resource_answers import (
     Randomness,
@@ -149,7 +149,9 @@ def _scope_request(request: HttpRequest) -> tuple[str, str | None]:
     return " ".join(scope.split()), account
 
 
-class AuthorizationEndpoint(Machine[AuthorizationState, AuthorizationData]):
+class AuthorizationEndpoint(
+    ConfiguredMachine[AuthorizationState, AuthorizationData, ResourceConfig]
+):
     """One ``POST {authorization_endpoint}`` (§5.2)."""
 
     State = AuthorizationState
@@ -161,16 +163,6 @@ class AuthorizationEndpoint(Machine[AuthorizationState, AuthorizationData]):
             (A.MINTING, SignatureProduced, {A.ANSWERED}),
         ]
     )
-
-    def __init__(
-        self,
-        *,
-        config: ResourceConfig,
-        data: AuthorizationData | None = None,
-        state: AuthorizationState | None = None,
-    ) -> None:
-        super().__init__(data=AuthorizationData() if data is None else data, state=state)
-        self._config = config
 
     @staticmethod
     def _answer(
@@ -288,7 +280,7 @@ def _revocation_body(request: HttpRequest) -> tuple[str, int]:
     return jti, exp
 
 
-class RevocationEndpoint(Machine[RevocationState, RevocationData]):
+class RevocationEndpoint(ConfiguredMachine[RevocationState, RevocationData, ResourceConfig]):
     """One ``POST {revocation_endpoint}`` (§5.8). Idempotent: a second revocation of the
     same ``(iss, jti)`` answers 200 and records nothing."""
 
@@ -296,16 +288,6 @@ class RevocationEndpoint(Machine[RevocationState, RevocationData]):
     INITIAL = RevocationState.RECEIVED
     DATA = RevocationData
     TRANSITIONS = table([(R.RECEIVED, RequestReceived, {R.RECORDED, R.REJECTED})])
-
-    def __init__(
-        self,
-        *,
-        config: ResourceConfig,
-        data: RevocationData | None = None,
-        state: RevocationState | None = None,
-    ) -> None:
-        super().__init__(data=RevocationData() if data is None else data, state=state)
-        self._config = config
 
     @handles(RequestReceived)
     def _received(

@@ -34,7 +34,7 @@ from aauth_core.http import HttpRequest, HttpResponse
 from aauth_core.identifiers import AgentId
 from aauth_core.interaction import codes_match
 from aauth_flows.machines.actions import Respond, TimerFired
-from aauth_flows.machines.engine import Action, Machine, Step, handles, table
+from aauth_flows.machines.engine import Action, ConfiguredMachine, Step, handles, table
 from aauth_flows.machines.resource_actions import (
     CodePresented,
     RequestReceived,
@@ -123,7 +123,7 @@ _DONE_ANSWER: dict[PendingState, tuple[int, str, str]] = {
 }
 
 
-class PendingInteraction(Machine[PendingState, InteractionData]):
+class PendingInteraction(ConfiguredMachine[PendingState, InteractionData, ResourceConfig]):
     """One pending interaction; the driver stores its snapshot under ``pending_id``."""
 
     State = PendingState
@@ -146,16 +146,6 @@ class PendingInteraction(Machine[PendingState, InteractionData]):
             (S.SERVING, Served, {S.GONE}),
         ]
     )
-
-    def __init__(
-        self,
-        *,
-        config: ResourceConfig,
-        data: InteractionData,
-        state: PendingState | None = None,
-    ) -> None:
-        super().__init__(data=data, state=state)
-        self._config = config
 
     # -- the person at the interaction URL -------------------------------------------------
 
