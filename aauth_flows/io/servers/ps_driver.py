@@ -12,21 +12,17 @@ stored; ``FederationAnswer`` reaches the running one.
 
 from __future__ import annotations
 
-import json
 import threading
-import time
 from typing import Any
 
 import structlog
 from attrs import define, field
 
-from aauth_core.errors import AAuthError, MalformedInput
+from aauth_core.errors import AAuthError
 from aauth_core.http import HttpRequest, HttpResponse
 from aauth_core.interaction import normalize_code
-from aauth_core.metadata import AccessServerMetadata, ResourceMetadata
 from aauth_flows.io.discovery import Discovery
 from aauth_flows.io.long_poll import ChangeCounter
-from aauth_flows.io.messages import send
 from aauth_flows.io.pending_store import (
     CALLBACK_INDEX,
     CODE_INDEX,
@@ -74,7 +70,6 @@ MACHINES: dict[str, type[Any]] = {
 _UNSTORED = ("ANSWERED", "REJECTED", "RECEIVED")
 #: how long a record is kept past its pending lifetime (late polls get 410, not 404)
 _GRACE = 3600
-_DESCRIPTIONS_TTL = 300
 
 
 @define
@@ -146,7 +141,11 @@ class PersonServer:
         #: pending URL → the person asked through the PS's own channel (approval mode)
         self.approvals: dict[str, str] = {}
         self._changes = ChangeCounter()  # pending URL → change stamp (held polls)
-        self._descriptions: dict[str, tuple[float, dict[str, str]]] = {}
+        #: peer metadata (an AS to federate with, a resource's scope descriptions): the
+        #: key resolver when it is a Discovery, else one of our own over the same client
+        self.discovery = (
+            context.keys if isinstance(context.keys, Discovery) else Discovery(context.http)
+        )
         self.federation = FederationWorkers(
             config=FederationClientConfig(
                 issuer=issuer, signing_key=context.signing_key, as_keys=context.keys
@@ -352,23 +351,6 @@ class PersonServer:
 
     # -- peers' documents -------------------------------------------------------------
 
-    def _document(self, issuer: str, dwk: str) -> dict[str, Any]:
-        """A peer's metadata document when the key resolver is not a :class:`Discovery`
-        (tests with a static resolver): fetched through the egress client, uncached."""
-        url = f"{issuer}/.well-known/{dwk}"
-        response = send(self.context.http, HttpRequest(method="GET", url=url))
-        if response.status != 200:
-            raise AAuthError(
-                f"{dwk} of {issuer} answered {response.status}", code="as_unreachable", status=502
-            )
-        try:
-            body = json.loads(response.body)
-        except ValueError as err:
-            raise MalformedInput(f"{dwk} of {issuer} is not JSON") from err
-        if not isinstance(body, dict):
-            raise MalformedInput(f"{dwk} of {issuer} is not a JSON object")
-        return body
-
     def access_server(self, issuer: str) -> AccessServerEndpoint:
         """The AS a resource token names, if this PS federates with it (§6.5)."""
         if issuer not in self.settings.access_servers:
@@ -377,33 +359,22 @@ class PersonServer:
                 code="as_unreachable",
                 status=502,
             )
-        if isinstance(self.context.keys, Discovery):
-            return AccessServerEndpoint.from_metadata(self.context.keys.access_server(issuer))
-        document = self._document(issuer, "aauth-access.json")
-        return AccessServerEndpoint.from_metadata(
-            AccessServerMetadata.from_dict(document, expected_issuer=issuer)
-        )
+        try:
+            metadata = self.discovery.access_server(issuer)
+        except AAuthError as err:
+            raise AAuthError(
+                f"the access server's metadata: {err.detail}", code="as_unreachable", status=502
+            ) from err
+        return AccessServerEndpoint.from_metadata(metadata)
 
     def scope_descriptions(self, resource: str) -> dict[str, str]:
-        """The resource's ``scope_descriptions`` (cached a few minutes; empty on failure)."""
-        now = time.monotonic()
-        cached = self._descriptions.get(resource)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        found: dict[str, str] = {}
+        """The resource's ``scope_descriptions`` (empty when its metadata cannot be had;
+        :class:`Discovery` caches documents and failures alike)."""
         try:
-            if isinstance(self.context.keys, Discovery):
-                metadata = self.context.keys.resource(resource)
-            else:
-                document = self._document(resource, "aauth-resource.json")
-                metadata = ResourceMetadata.from_dict(document, expected_issuer=resource)
-            found = dict(metadata.scope_descriptions or {})
+            return dict(self.discovery.resource(resource).scope_descriptions or {})
         except AAuthError as err:
             log.info("aauth.ps.scope_descriptions_unavailable", resource=resource, code=err.code)
-        if len(self._descriptions) > 1024:
-            self._descriptions.clear()
-        self._descriptions[resource] = (now + _DESCRIPTIONS_TTL, found)
-        return found
+            return {}
 
     def close(self) -> None:
         """Stop background federations (app shutdown)."""
