@@ -395,11 +395,6 @@ class AAuthResource:
 
     # -- the machines (called in a worker thread) -----------------------------------------
 
-    def handle(self, request: HttpRequest, serve: Callable[[Serve], HttpResponse]) -> HttpResponse:
-        """Run ``request`` through the machine its path names; ``serve`` runs the app for
-        a ``Serve`` action (blocking: from a worker thread it calls into the event loop)."""
-        return self.handle_tracked(request, serve).response
-
     def version(self, pending_id: str) -> int:
         """The change stamp of a pending record (0: never changed or forgotten); it moves
         whenever the record is saved (a poll, a decision, a delivery, a cancel)."""
@@ -408,8 +403,10 @@ class AAuthResource:
     def handle_tracked(
         self, request: HttpRequest, serve: Callable[[Serve], HttpResponse]
     ) -> _Handled:
-        """:meth:`handle`, and for a pending URL the record's change stamp taken under the
-        record's lock right after the step (so no later change can be missed)."""
+        """Run ``request`` through the machine its path names (``serve`` runs the app for a
+        ``Serve`` action; blocking: from a worker thread it calls into the event loop), and
+        for a pending URL the record's change stamp taken under the record's lock right
+        after the step (so no later change can be missed)."""
         config = self.config
         path = _path(request.url)
         event = RequestReceived(request=request, at=self.clock(), random=self.random(RANDOM_BYTES))

@@ -148,7 +148,8 @@ def build_app(
         url = message.url.split("?", 1)[0]
 
         async def repoll() -> HttpResponse:
-            return await run_in_threadpool(ps.pending_request, message)
+            again, _ = await run_in_threadpool(ps.pending_request_tracked, message)
+            return again
 
         answer = await answer_poll(
             message,

@@ -284,13 +284,10 @@ class PersonServer:
             raise AAuthError("the request was not answered", code="server_error", status=500)
         return response
 
-    def pending_request(self, request: HttpRequest) -> HttpResponse:
-        """A signed poll, answer or cancel at a pending URL (404 for an unknown one)."""
-        return self.pending_request_tracked(request)[0]
-
     def pending_request_tracked(self, request: HttpRequest) -> tuple[HttpResponse, int]:
-        """:meth:`pending_request` and the record's change stamp read under its lock right
-        after the step, so a decision made a moment later always moves it (held polls)."""
+        """A signed poll, answer or cancel at a pending URL (404 for an unknown one), and
+        the record's change stamp read under its lock right after the step, so a decision
+        made a moment later always moves it (held polls)."""
         url = request.url.split("?", 1)[0]
         with self.records.lock(url):
             machine = self.restore(url)
