@@ -83,7 +83,6 @@ from aauth_flows.machines.agent_config import (
     Need,
     PollerSlot,
     Relay,
-    missing,
 )
 from aauth_flows.machines.agent_credentials import CachedToken
 from aauth_flows.machines.agent_events import (
@@ -337,9 +336,7 @@ class AgentFlow(ConfiguredMachine[AgentState, AgentData, AgentConfig]):
         fields = complete(
             self._config.key, request_producer(self._config, data), data.to_sign, event.signature
         )
-        request = data.outgoing
-        if request is None:
-            raise missing("request")
+        request = require(data.outgoing, "request")
         signed = evolve(request, headers=request.headers.with_fields(fields))
         target = {
             Exchange.RESOURCE: _S.AWAIT,
@@ -387,11 +384,9 @@ class AgentFlow(ConfiguredMachine[AgentState, AgentData, AgentConfig]):
         data = keep_session(data, response)
         status = response.status
         if status == 202:
-            if data.presented is None:
-                raise missing("presented")
-            if data.outgoing is None:
-                raise missing("outgoing")
-            return self._start_poll(data, Exchange.RESOURCE, response, data.presented.token, at)
+            presented = require(data.presented, "presented")
+            require(data.outgoing, "outgoing")
+            return self._start_poll(data, Exchange.RESOURCE, response, presented.token, at)
         if status == 401:
             header = signature_error(response)
             if header is not None:
@@ -489,9 +484,7 @@ class AgentFlow(ConfiguredMachine[AgentState, AgentData, AgentConfig]):
         self, data: AgentData, header: SignatureErrorHeader, response: HttpResponse, at: int
     ) -> Step[_S, AgentData]:
         code = str(header.code)
-        presented = data.presented
-        if presented is None:
-            raise missing("presented")
+        presented = require(data.presented, "presented")
         refusal = signature_refusal(header, response)
         reaction = signature_reaction(header)
         if reaction is SignatureReaction.RENEW_TOKEN:
@@ -561,9 +554,7 @@ class AgentFlow(ConfiguredMachine[AgentState, AgentData, AgentConfig]):
             return refreshed
         error = problem_error(response, default_code(response), "the PS")
         code = error.code
-        presented = data.presented
-        if presented is None:
-            raise missing("presented")
+        presented = require(data.presented, "presented")
         reaction = token_error_reaction(code)
         if reaction is TokenErrorReaction.GIVE_UP:
             return _fail(data, error)
@@ -601,14 +592,13 @@ class AgentFlow(ConfiguredMachine[AgentState, AgentData, AgentConfig]):
         self, data: AgentData, response: HttpResponse, at: int
     ) -> Step[_S, AgentData]:
         token, ps = issued_token(data, response, "auth_token")
-        if data.resource_token is None:
-            raise missing("resource_token")
+        resource_token = require(data.resource_token, "resource_token")
         cached = check_auth_token(
             token,
             resource=data.resource,
             ps=ps,
             key=self._config.key.public_jwk,
-            resource_token=resource_claims(data.resource_token),
+            resource_token=resource_claims(resource_token),
             keys=self._config.keys,
             now=at,
         )
@@ -631,17 +621,13 @@ class AgentFlow(ConfiguredMachine[AgentState, AgentData, AgentConfig]):
         self, data: AgentData, exchange: Exchange, response: HttpResponse, at: int
     ) -> Step[_S, AgentData]:
         """The PS deferred its answer (202): poll it with the agent token."""
-        agent = data.store.agent_token
-        if agent is None:
-            raise missing("agent")
+        agent = require(data.store.agent_token, "agent")
         return self._start_poll(data, exchange, response, agent.token, at)
 
     def _start_poll(
         self, data: AgentData, exchange: Exchange, response: HttpResponse, token: str, at: int
     ) -> Step[_S, AgentData]:
-        request = data.outgoing
-        if request is None:
-            raise missing("request")
+        request = require(data.outgoing, "request")
         headers = Headers()
         authorization = request.headers.get("authorization")
         if exchange is Exchange.RESOURCE and authorization is not None:
@@ -658,9 +644,7 @@ class AgentFlow(ConfiguredMachine[AgentState, AgentData, AgentConfig]):
 
     def _poll(self, data: AgentData, event: Event, at: int) -> Step[_S, AgentData]:
         """Feed ``event`` to the poller and act on where it went."""
-        slot = data.poller
-        if slot is None:
-            raise missing("slot")
+        slot = require(data.poller, "slot")
         poller = PendingPoller(data=slot.data, state=slot.state)
         actions = poller.handle(event)
         slot = evolve(slot, state=poller.state, data=poller.data)
@@ -740,9 +724,7 @@ class AgentFlow(ConfiguredMachine[AgentState, AgentData, AgentConfig]):
         )
 
     def _relay_signed(self, data: AgentData, event: SignatureProduced) -> Step[_S, AgentData]:
-        relay = data.relay
-        if relay is None:
-            raise missing("relay")
+        relay = require(data.relay, "relay")
         produce = relay_producer(relay)
         fields = complete(self._config.key, produce, relay.to_sign, event.signature)
         signed = evolve(relay.request, headers=relay.request.headers.with_fields(fields))
@@ -753,9 +735,7 @@ class AgentFlow(ConfiguredMachine[AgentState, AgentData, AgentConfig]):
         """202 (or 200): the PS reaches the person; the original pending URL stays
         authoritative, so polling goes on. ``user_unreachable`` is terminal; anything
         else (``interaction_unavailable``, errors) falls back to showing the URL."""
-        relay = data.relay
-        if relay is None:
-            raise missing("relay")
+        relay = require(data.relay, "relay")
         data = evolve(data, relay=None)
         wait = Wait(seconds=relay.wait)
         if 200 <= response.status < 300:

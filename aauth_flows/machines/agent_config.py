@@ -12,7 +12,6 @@ import enum
 
 from attrs import field, frozen
 
-from aauth_core.errors import LocalProtocolError
 from aauth_core.headers.capabilities import Capability
 from aauth_core.http import HttpRequest, HttpResponse
 from aauth_core.metadata import PersonServerMetadata, ResourceMetadata
@@ -29,7 +28,6 @@ __all__ = [
     "Relay",
     "AgentData",
     "CallResult",
-    "missing",
 ]
 
 
@@ -133,8 +131,3 @@ class CallResult:
 
     response: HttpResponse
     store: CredentialStore
-
-
-def missing(what: str) -> LocalProtocolError:
-    """The machine was put in a state without the data that state needs (misuse)."""
-    return LocalProtocolError(f"{what} is missing in this state")

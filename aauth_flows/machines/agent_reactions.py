@@ -29,8 +29,9 @@ from aauth_core.headers.requirement import Requirement
 from aauth_core.headers.signature_error import SignatureErrorHeader
 from aauth_core.http import HttpResponse
 from aauth_core.tokens.claims import TokenType
-from aauth_flows.machines.agent_config import AgentData, missing
+from aauth_flows.machines.agent_config import AgentData
 from aauth_flows.machines.agent_credentials import CachedToken
+from aauth_flows.machines.engine import require
 from aauth_flows.machines.pending import json_body, signature_error
 
 __all__ = [
@@ -159,9 +160,7 @@ def issued_token(data: AgentData, response: HttpResponse, name: str) -> tuple[st
     token = json_body(response).get(name)
     if not isinstance(token, str):
         raise RemoteProtocolError(f"the PS answer has no {name}", code="invalid_response")
-    ps = data.store.ps
-    if ps is None:
-        raise missing("ps")
+    ps = require(data.store.ps, "ps")
     return token, ps
 
 

@@ -25,7 +25,8 @@ from aauth_core.metadata import PersonServerMetadata
 from aauth_core.requests import aauth_components, sign_aauth_request
 from aauth_core.signer import Signer
 from aauth_core.tokens.claims import ResourceTokenClaims
-from aauth_flows.machines.agent_config import AgentConfig, AgentData, Exchange, Relay, missing
+from aauth_flows.machines.agent_config import AgentConfig, AgentData, Exchange, Relay
+from aauth_flows.machines.engine import require
 
 __all__ = [
     "resource_of",
@@ -51,9 +52,7 @@ def resource_request(config: AgentConfig, data: AgentData) -> HttpRequest:
     """The caller's request with the session token, the agent's capabilities and (with
     ``prefer_wait``) ``Prefer: wait=N`` added: a resource that may answer 202 can then hold
     the request or tell the agent to poll at once (§5.9). The caller's own ``Prefer`` wins."""
-    request = data.request
-    if request is None:
-        raise missing("request")
+    request = require(data.request, "request")
     extra: dict[str, str] = {}
     session = data.store.session_token(data.resource)
     if session is not None:
@@ -80,17 +79,15 @@ def auth_token_request(
 ) -> HttpRequest:
     """``POST {auth_token_endpoint}`` with the resource token and the token presented to
     the resource (plus the justification and the resource token's ``login_hint``)."""
-    if data.resource_token is None:
-        raise missing("resource_token")
-    if data.presented is None:
-        raise missing("presented")
+    resource_token = require(data.resource_token, "resource_token")
+    presented = require(data.presented, "presented")
     body: dict[str, Any] = {
-        "resource_token": data.resource_token,
-        "presented_token": data.presented.token,
+        "resource_token": resource_token,
+        "presented_token": presented.token,
     }
     if data.justification is not None:
         body["justification"] = data.justification
-    login_hint = resource_claims(data.resource_token).login_hint
+    login_hint = resource_claims(resource_token).login_hint
     if login_hint is not None:
         body["login_hint"] = login_hint
     return _ps_post(config, meta.auth_token_endpoint, body)
@@ -111,9 +108,7 @@ def request_producer(config: AgentConfig, data: AgentData) -> Producer:
     is one (the protocol demands it only at PS/AS and revocation endpoints; covering it at
     a resource too costs one SHA-256 and keeps a body from being swapped in transit), plus
     what the resource demands."""
-    request = data.outgoing
-    if request is None:
-        raise missing("request")
+    request = require(data.outgoing, "request")
     resource = data.exchange is Exchange.RESOURCE
     covered = aauth_components(
         request,

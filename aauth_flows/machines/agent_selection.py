@@ -10,8 +10,9 @@ from attrs import evolve
 
 from aauth_core.metadata import PersonServerMetadata
 from aauth_core.tokens.claims import TokenType
-from aauth_flows.machines.agent_config import AgentConfig, AgentData, Need, missing
+from aauth_flows.machines.agent_config import AgentConfig, AgentData, Need
 from aauth_flows.machines.agent_credentials import CachedToken
+from aauth_flows.machines.engine import require
 
 __all__ = ["person_server", "choose", "forget"]
 
@@ -28,9 +29,7 @@ def person_server(config: AgentConfig, data: AgentData) -> PersonServerMetadata 
 def choose(config: AgentConfig, data: AgentData, at: int) -> CachedToken | Need:
     """Auth token > person token > agent token; a stale person token → refresh it."""
     store = data.store
-    agent = store.agent_token
-    if agent is None:
-        raise missing("agent")
+    agent = require(store.agent_token, "agent")
     if data.force_agent:
         return agent
     obtained = data.obtained

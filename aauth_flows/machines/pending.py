@@ -34,7 +34,6 @@ from attrs import evolve, field, frozen
 
 from aauth_core.errors import (
     AAuthError,
-    LocalProtocolError,
     MalformedInput,
     RemoteProtocolError,
     SignatureFailure,
@@ -305,11 +304,6 @@ class UseCredential(Event):
 _S = PendingState
 
 
-def _missing(what: str) -> LocalProtocolError:
-    """The machine was put in a state without the data that state needs (misuse)."""
-    return LocalProtocolError(f"{what} is missing in this state")
-
-
 def _step(
     state: PendingState, data: PendingData, actions: Iterable[Action] = ()
 ) -> Step[PendingState, PendingData]:
@@ -340,9 +334,7 @@ class PendingPoller(Machine[PendingState, PendingData]):
 
     @staticmethod
     def _produce(data: PendingData) -> Callable[[Signer], dict[str, str]]:
-        request = data.outgoing
-        if request is None:
-            raise _missing("request")
+        request = require(data.outgoing, "request")
 
         def run(signer: Signer) -> dict[str, str]:
             return data.credential.signer_fields(
@@ -361,8 +353,7 @@ class PendingPoller(Machine[PendingState, PendingData]):
         )
 
     def _request(self, data: PendingData, method: str, body: bytes = b"") -> HttpRequest:
-        if data.location is None:
-            raise _missing("location")
+        location = require(data.location, "location")
         extra: dict[str, str] = {}
         if data.prefer_wait is not None and method == "GET":
             extra["Prefer"] = serialize_prefer_wait(data.prefer_wait)
@@ -370,7 +361,7 @@ class PendingPoller(Machine[PendingState, PendingData]):
             extra["Content-Type"] = "application/json"
         return HttpRequest(
             method=method,
-            url=data.location,
+            url=location,
             headers=data.headers.with_fields(extra),
             body=body,
         )
@@ -406,9 +397,7 @@ class PendingPoller(Machine[PendingState, PendingData]):
         self, state: _S, data: PendingData, event: SignatureProduced
     ) -> Step[_S, PendingData]:
         fields = complete(data.key, self._produce(data), data.to_sign, event.signature)
-        request = data.outgoing
-        if request is None:
-            raise _missing("request")
+        request = require(data.outgoing, "request")
         signed = evolve(request, headers=request.headers.with_fields(fields))
         target = _S.CANCELLING if request.method == "DELETE" else _S.POLLING
         return _step(
