@@ -442,3 +442,32 @@ def test_any_request_is_verified_or_refused_with_an_aauth_error(
         except AAuthError as exc:
             status = exc.status
             assert 400 <= status < 600, exc  # noqa: PT017 - every refusal has an HTTP status
+
+
+class _BadDocument:
+    """A resolver keeping the KeyResolver contract: the issuer's document is bad."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def resolve(self, issuer: str, dwk: str, kid: str | None) -> Any:
+        from aauth_core.errors import MetadataError
+
+        raise MetadataError(f"{issuer} sent a bad document", code=self.code)
+
+
+@pytest.mark.parametrize(
+    ("raised", "answered"),
+    [
+        ("issuer_mismatch", "issuer_mismatch"),
+        ("issuer_missing", "issuer_missing"),
+        ("invalid_metadata", "invalid_jwt"),
+    ],
+)
+def test_a_resolvers_metadata_error_is_a_401_signature_error(raised: str, answered: str) -> None:
+    error = fails(
+        signed(agent_token()), answered, v=RequestVerifier(keys=_BadDocument(raised), audience=RS)
+    )
+    assert isinstance(error, SignatureFailure)
+    assert error.status == 401
+    assert signature_error_headers(error)["Signature-Error"] == f"error={answered}"

@@ -13,7 +13,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 from attrs import field, frozen
 
 from aauth_core.algorithms import DEFAULT_ALGS, Alg
-from aauth_core.errors import SignatureErrorCode, TokenError
+from aauth_core.errors import MetadataError, SignatureErrorCode, TokenError
 from aauth_core.jwk import PublicJwk
 from aauth_core.jws import decode_compact, header_alg, verify_jws
 from aauth_core.tokens.claims import (
@@ -39,6 +39,11 @@ __all__ = [
     "verify_resource_token",
     "verify_auth_token",
 ]
+
+#: a resolver's MetadataError codes that are Signature-Error codes in their own right
+_ISSUER_CODES = frozenset(
+    {SignatureErrorCode.ISSUER_MISSING.value, SignatureErrorCode.ISSUER_MISMATCH.value}
+)
 
 C = TypeVar("C", bound=TokenClaims)
 C_co = TypeVar("C_co", bound=TokenClaims, covariant=True)
@@ -151,7 +156,11 @@ def verify_token(
     claims = CLAIMS_FOR[token_type].from_payload(payload)
     kid = header.get("kid")
     kid = kid if type(kid) is str else None
-    key = keys.resolve(claims.iss, claims.dwk, kid)
+    try:
+        key = keys.resolve(claims.iss, claims.dwk, kid)
+    except MetadataError as exc:  # the KeyResolver contract: the issuer's document is bad
+        code = exc.code if exc.code in _ISSUER_CODES else SignatureErrorCode.INVALID_JWT
+        raise TokenError(exc.detail, code=code) from None
     verify_jws(jws, key)
     _check_times(claims, now, policy)
     aud = claims.audience
